@@ -1,0 +1,19 @@
+"""Shared pytest fixtures: where the real test data lives and a CPU-only DeepSpeed."""
+import os
+from pathlib import Path
+
+import pytest
+
+# DeepSpeed picks its accelerator at import time; on a machine without a GPU it must be told.
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Real web data beside the repository (../shared/data); tests may read it, the product never does."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: the tests read real data from ../shared/data")
+    return SHARED_DATA
