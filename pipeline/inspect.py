@@ -1,0 +1,83 @@
+"""Look at a shard folder: `python -m pipeline.inspect data/sample`.
+
+Prints what the manifest says (shards, tokens, documents, tokenizer), checks every shard's header, size and
+SHA-256 against it, and decodes the first tokens of one shard so you can read what the model will train on.
+Exits with an `error:` line naming the file when a check fails.
+"""
+import argparse
+from pathlib import Path
+
+from pipeline.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.shards import file_sha256, open_shard, read_manifest
+from pipeline.tokenizer import get_encoding
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", metavar="DIR", help="a folder written by `python -m pipeline.prepare`")
+    parser.add_argument("--shard", help="shard file to decode, e.g. train_000001.bin (default: the first one)")
+    parser.add_argument("--tokens", type=int, default=300, help="how many tokens to decode (default: 300)")
+    parser.add_argument("--offset", type=int, default=0, help="decode from this token position (default: 0)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the SHA-256 check (quicker on a large folder; headers and sizes are still checked)")
+    return parser.parse_args(argv)
+
+
+def check_shard(directory: Path, entry: dict, verify: bool) -> str | None:
+    """What is wrong with one shard of the manifest, or None."""
+    path = directory / entry["file"]
+    try:
+        tokens = open_shard(path)
+    except ShardError as error:
+        return str(error)
+    if len(tokens) != entry["tokens"]:
+        return f"{path}: holds {len(tokens)} tokens, manifest says {entry['tokens']}"
+    if verify and file_sha256(path) != entry["sha256"]:
+        return f"{path}: SHA-256 differs from manifest.json (file changed or corrupt)"
+    return None
+
+
+def inspect(args: argparse.Namespace) -> None:
+    directory = Path(args.directory)
+    manifest = read_manifest(directory)
+    print(f"{directory}/  tokenizer {manifest['tokenizer']} (vocab {manifest['vocab_size']:,}, end-of-text "
+          f"{manifest['eot_token']}), {manifest['dtype']}, created {manifest.get('created', '?')}")
+    print(f"  command: {manifest.get('command', '?')}")
+    print(f"  {'file':18} {'split':5} {'documents':>11} {'tokens':>14}  check")
+    problems = []
+    for entry in manifest["shards"]:
+        problem = check_shard(directory, entry, verify=not args.no_verify)
+        status = "BAD" if problem else ("ok" if not args.no_verify else "size ok")
+        print(f"  {entry['file']:18} {entry['split']:5} {entry['documents']:>11,} {entry['tokens']:>14,}  {status}")
+        if problem:
+            problems.append(problem)
+    totals = manifest["totals"]
+    print(f"  {'total':18} {'':5} {totals['documents']:>11,} {totals['tokens']:>14,}  "
+          f"({totals['shards']} shards)")
+    skipped = manifest.get("skipped") or {}
+    print(f"  skipped input records: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}")
+    if problems:
+        raise ShardError(problems[0] + (f" (and {len(problems) - 1} more bad shards)" if len(problems) > 1 else ""))
+
+    names = [entry["file"] for entry in manifest["shards"]]
+    if not names:
+        return
+    name = args.shard or names[0]
+    if name not in names:
+        raise ShardError(f"{directory / name}: not a shard of this folder (shards: {', '.join(names[:5])}...)")
+    tokens = open_shard(directory / name)[args.offset:args.offset + args.tokens]
+    text = get_encoding(manifest["tokenizer"]).decode(tokens.tolist())
+    print(f"\n--- {name}, tokens {args.offset}..{args.offset + len(tokens)} decoded "
+          f"(<|endoftext|> separates documents) ---\n{text}\n---")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        inspect(parse_args(argv))
+    except GPTStackError as error:
+        exit_with_error(error)
+
+
+if __name__ == "__main__":
+    main()

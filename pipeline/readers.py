@@ -1,0 +1,230 @@
+"""datatrove readers that never drop a record silently.
+
+datatrove's own readers log a bad line and move on. Ours check every record, and a record that cannot become a
+document (malformed JSON, invalid UTF-8, no `text` field, empty text) is skipped, counted in the step's stats, named
+in a warning as `file:line`, and kept in `rejected/<task>-<source>.jsonl` with its reason, so nothing is lost.
+
+Files are split between tasks in contiguous blocks (task 0 reads the first files), so concatenating the tasks'
+outputs in task order gives the same document order for any number of tasks.
+"""
+import io
+import json
+from pathlib import Path
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.pipeline.readers.parquet import ParquetReader
+from datatrove.utils.logging import logger
+
+SKIP_REASONS = {
+    "malformed_json": "malformed JSON",
+    "invalid_utf8": "invalid UTF-8",
+    "missing_text": "record has no text field",
+    "text_not_a_string": "text field is not a string",
+    "empty_document": "empty document",
+    "corrupt_file": "file is corrupt or truncated; the rest of it is skipped",
+}
+MAX_WARNINGS_PER_TASK = 20
+
+
+def contiguous_block(items: list, rank: int, world_size: int) -> list:
+    """Task `rank`'s share of `items`: a contiguous block, so task order = item order."""
+    start, end = rank * len(items) // world_size, (rank + 1) * len(items) // world_size
+    return items[start:end]
+
+
+class RejectedRecords:
+    """Counts, warns about and keeps the records one task skips (rejected/<rank>-<source>.jsonl)."""
+
+    def __init__(self, step: PipelineStep, folder: str, rank: int, source: str):
+        self.step, self.path = step, Path(folder) / f"{rank:05d}-{source}.jsonl"
+        self.file, self.count = None, 0
+
+    def add(self, where: str, reason: str, record, detail: str = "") -> None:
+        self.step.stat_update(f"skipped_{reason}")
+        self.count += 1
+        if self.count <= MAX_WARNINGS_PER_TASK:
+            logger.warning(f"{where}: skipped ({SKIP_REASONS[reason]}{': ' + detail if detail else ''})")
+        elif self.count == MAX_WARNINGS_PER_TASK + 1:
+            logger.warning(f"further skipped records are only counted; all are kept in {self.path.parent}")
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "w", encoding="utf-8")
+        self.file.write(json.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
+                                   ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def text_problem(record, text_key: str) -> str | None:
+    """Why `record` cannot become a document (a SKIP_REASONS key), or None when it can."""
+    if not isinstance(record, dict):
+        return "malformed_json"
+    text = record.get(text_key)
+    if text is None:
+        return "missing_text"
+    if not isinstance(text, str):
+        return "text_not_a_string"
+    if not text.strip():
+        return "empty_document"
+    return None
+
+
+class _CheckedFileReader:
+    """Mixin for datatrove disk readers: an explicit, ordered file list and checked records."""
+
+    source = "files"
+
+    def _setup(self, files: list[str], rejected_folder: str):
+        self.files, self.rejected_folder = list(files), rejected_folder
+        self.rejected = None
+
+    def checked_document(self, record, filepath: str, index: int, where: str):
+        problem = text_problem(record, self.text_key)
+        if problem:
+            shown = record if problem != "text_not_a_string" else {**record, self.text_key: repr(record[self.text_key])}
+            self.rejected.add(where, problem, shown)
+            return None
+        return self.get_document_from_dict(record, filepath, index)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        self.rejected = RejectedRecords(self, self.rejected_folder, rank, self.source)
+        try:
+            for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
+                self.update_doc_stats(document)
+                yield document
+        finally:
+            self.rejected.close()
+
+
+class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
+    """JSON Lines (.jsonl, .jsonl.gz, .jsonl.zst), one document per line; bad lines are skipped and kept."""
+
+    name = "🐿 Jsonl (checked)"
+    source = "jsonl"
+
+    def __init__(self, data_folder, files: list[str], rejected_folder: str, text_key: str = "text", **kwargs):
+        super().__init__(data_folder, text_key=text_key, **kwargs)
+        self._setup(files, rejected_folder)
+
+    def read_file(self, filepath: str):
+        import orjson
+
+        shown_path = self.data_folder.resolve_paths(filepath)
+        line_number = 0
+        try:
+            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+                # BufferedReader: the zstd stream cannot be iterated by lines on its own
+                for line_number, raw in enumerate(io.BufferedReader(f), start=1):
+                    if not raw.strip():
+                        continue  # blank lines (e.g. at the end of a file) are not records
+                    where = f"{shown_path}:{line_number}"
+                    with self.track_time():
+                        try:
+                            text = raw.decode("utf-8")
+                        except UnicodeDecodeError as e:
+                            shown = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+                            self.rejected.add(where, "invalid_utf8", shown, str(e))
+                            continue
+                        try:
+                            record = orjson.loads(text)
+                        except orjson.JSONDecodeError as e:
+                            self.rejected.add(where, "malformed_json", text.rstrip("\n"), str(e))
+                            continue
+                        document = self.checked_document(record, filepath, line_number - 1, where)
+                    if document:
+                        yield document
+        except (EOFError, OSError) as e:  # truncated/corrupt compressed file: keep what was read
+            self.rejected.add(f"{shown_path}:{line_number + 1}", "corrupt_file", None, f"{type(e).__name__}: {e}")
+
+
+class CheckedParquetReader(_CheckedFileReader, ParquetReader):
+    """Parquet files (FineWeb's format), one document per row; rows without usable text are skipped and kept."""
+
+    name = "📒 Parquet (checked)"
+    source = "parquet"
+
+    def __init__(self, data_folder, files: list[str], rejected_folder: str, text_key: str = "text", **kwargs):
+        super().__init__(data_folder, text_key=text_key, **kwargs)
+        self._setup(files, rejected_folder)
+
+    def read_file(self, filepath: str):
+        import pyarrow.parquet as pq
+
+        import pyarrow
+
+        shown_path = self.data_folder.resolve_paths(filepath)
+        row = 0
+        try:
+            with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as parquet:
+                for batch in parquet.iter_batches(batch_size=self.batch_size):
+                    with self.track_time("batch"):
+                        documents = []
+                        for record in batch.to_pylist():
+                            document = self.checked_document(record, filepath, row, f"{shown_path}:row {row}")
+                            row += 1
+                            if document:
+                                documents.append(document)
+                    yield from documents
+        except (pyarrow.ArrowException, OSError) as e:  # not parquet, or truncated: keep what was read
+            self.rejected.add(f"{shown_path}:row {row}", "corrupt_file", None, f"{type(e).__name__}: {e}")
+
+
+class WikiSummariesReader(PipelineStep):
+    """The `sample` corpus: a JSON object {title: {"title", "extract", ...}}; each extract is one document."""
+
+    name = "📚 Wikipedia lead sections"
+    type = "📖 - READER"
+
+    def __init__(self, path: str, rejected_folder: str):
+        super().__init__()
+        self.path, self.rejected_folder = path, rejected_folder
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        with open(self.path, encoding="utf-8") as f:
+            entries = list(json.load(f).items())
+        rejected = RejectedRecords(self, self.rejected_folder, rank, "sample")
+        start = rank * len(entries) // world_size
+        try:
+            for offset, (title, entry) in enumerate(contiguous_block(entries, rank, world_size)):
+                problem = text_problem(entry, "extract")
+                if problem:
+                    rejected.add(f"{self.path}:{title}", problem, entry)
+                    continue
+                metadata = {key: value for key, value in entry.items() if key != "extract"}
+                document = Document(text=entry["extract"], id=f"{start + offset}:{title}", metadata=metadata)
+                self.update_doc_stats(document)
+                yield document
+        finally:
+            rejected.close()
+
+
+class LimitDocuments(PipelineStep):
+    """Pass at most `limit` documents in total: the limit is split evenly between the tasks."""
+
+    name = "✂ Limit"
+    type = "🔢 - COUNTER"
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        quota = self.limit // world_size + (1 if rank < self.limit % world_size else 0)
+        try:
+            if quota == 0:
+                return
+            for passed, document in enumerate(data, start=1):
+                yield document
+                if passed >= quota:
+                    return
+        finally:
+            if hasattr(data, "close"):
+                data.close()  # lets the reader finish now (e.g. close its rejected/ file)
