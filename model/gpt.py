@@ -234,7 +234,9 @@ class GPT(nn.Module):
             kv_cache.length += T
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            # in fp32 even when the model runs in bf16/fp16: a low-precision log-softmax over 50k classes loses
+            # the loss's small differences (bf16 has 8 bits of mantissa)
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     def new_kv_cache(self, max_len: int | None = None) -> KVCache:

@@ -1,0 +1,202 @@
+"""The DeepSpeed engine: distributed setup, the DeepSpeed config built from ours, AdamW and the LR schedule.
+
+Everything about parallelism lives here and in cluster/; model/gpt.py knows nothing of it. The same code runs
+on CPU (DS_ACCELERATOR=cpu, gloo) and on CUDA GPUs (NCCL): DeepSpeed's accelerator abstraction picks the
+device and the communication backend.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import random
+from datetime import timedelta
+
+import numpy as np
+import torch
+
+from cluster.env import DistEnv
+from model.config import TrainConfig, batch_layout
+from model.gpt import GPT
+
+
+def init_distributed(dist_env: DistEnv) -> None:
+    """Join the process group described by dist_env (env:// rendezvous; gloo on CPU, NCCL on GPUs)."""
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    if dist_env.launcher == "single" and "MASTER_PORT" not in os.environ:
+        # One process needs a rendezvous port only for itself: take a free one, so several single-process
+        # runs (or one beside a multi-rank job on the default 29500) never collide.
+        dist_env = dataclasses.replace(dist_env, master_port=free_local_port())
+    dist_env.apply()
+    accelerator = get_accelerator()
+    if accelerator.device_name() != "cpu":
+        accelerator.set_device(dist_env.local_rank)  # before the first collective: one GPU per rank
+    # Quiet DeepSpeed's per-step info lines; warnings still show.
+    from deepspeed.utils import logger
+    logger.setLevel("WARNING")
+    deepspeed.init_distributed(dist_backend=accelerator.communication_backend_name(),
+                               timeout=timedelta(minutes=30), verbose=False)
+
+
+def free_local_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def device() -> torch.device:
+    from deepspeed.accelerator import get_accelerator
+    return torch.device(get_accelerator().current_device_name())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based).
+
+    cosine: linear warmup to lr, then half a cosine down to min_lr at max_steps (GPT-3, nanoGPT).
+    wsd:    warmup-stable-decay (MiniCPM, DeepSeek LLM): linear warmup, constant lr, then a linear decay to
+            min_lr over the last `decay_fraction` of the steps. A run can be extended by resuming from a
+            checkpoint of the stable phase with a larger max_steps.
+    constant: linear warmup, then lr.
+    """
+    o, max_steps = config.optim, config.train.max_steps
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "cosine":
+        span = max(max_steps - o.warmup_steps, 1)
+        progress = min((step - o.warmup_steps) / span, 1.0)
+        return o.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (o.lr - o.min_lr)
+    decay_steps = int(round(o.decay_fraction * max_steps))
+    decay_start = max_steps - decay_steps
+    if step < decay_start or decay_steps == 0:
+        return o.lr
+    progress = min((step - decay_start) / decay_steps, 1.0)
+    return o.lr + progress * (o.min_lr - o.lr)
+
+
+def parameter_count(config: TrainConfig) -> int:
+    """Parameters of the configured GPT, from its shape alone (embedding tied with the output layer)."""
+    g = config.gpt_config()
+    per_layer = 12 * g.n_embd ** 2 + (13 * g.n_embd if g.bias else 0)  # attention 4d^2 + MLP 8d^2 (+ biases, LN)
+    return g.padded_vocab_size * g.n_embd + g.block_size * g.n_embd + g.n_layer * per_layer + 2 * g.n_embd
+
+
+def deepspeed_config(config: TrainConfig, world_size: int, load_universal: bool = False) -> dict:
+    """Our config -> DeepSpeed's JSON config (https://www.deepspeed.ai/docs/config-json/)."""
+    t = config.train
+    micro_batch, grad_accum = batch_layout(config, world_size)
+    zero = {"stage": t.zero_stage}
+    if t.zero_stage >= 1:
+        # Overlapping the gradient reduction with the backward pass and keeping gradients in one contiguous
+        # buffer are DeepSpeed's recommended settings for ZeRO 1/2. Its communication buckets (default 5e8
+        # elements, two of them with overlap_comm) are allocated whole and would eat ZeRO-2's gradient savings
+        # on GPT-2-sized models: size them like Hugging Face's "auto" (n_embd^2), at least 1M elements so
+        # small models do not pay for many tiny collectives, and never larger than the model.
+        n_embd = config.gpt_config().n_embd
+        bucket = min(int(5e8), parameter_count(config), max(n_embd * n_embd, 2**20))
+        zero.update({"overlap_comm": t.zero_stage in (1, 2), "contiguous_gradients": True,
+                     "reduce_bucket_size": bucket, "allgather_bucket_size": bucket})
+        if t.zero_stage == 3:
+            zero.update({"stage3_prefetch_bucket_size": bucket, "stage3_param_persistence_threshold": 0})
+    ds = {
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": t.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": t.precision == "bf16"},
+        "fp16": {"enabled": t.precision == "fp16", "loss_scale": 0,  # 0 = dynamic loss scaling
+                 "initial_scale_power": t.fp16_initial_scale_power, "loss_scale_window": 1000,
+                 "hysteresis": 2, "min_loss_scale": 1},
+        # Our optimizer is torch's AdamW (identical math on CPU and GPU, and what a bare PyTorch loop uses);
+        # DeepSpeed's ZeRO wraps it like its own, it just asks for this flag.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,  # we log ourselves
+        "wall_clock_breakdown": False,
+    }
+    if load_universal:
+        ds["checkpoint"] = {"load_universal": True}
+    return ds
+
+
+def build_optimizer(model: GPT, config: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
+    """AdamW over GPT.param_groups: weight decay on matrices, none on biases and LayerNorm gains."""
+    o = config.optim
+    # fused=True is the fastest kernel on CUDA; on CPU the default (foreach) implementation is used.
+    extra = {"fused": True} if on_gpu else {}
+    return torch.optim.AdamW(model.param_groups(o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2),
+                             eps=o.eps, **extra)
+
+
+def build_engine(model: GPT, config: TrainConfig, world_size: int, load_universal: bool = False):
+    """Wrap model in a DeepSpeed engine with our AdamW and LR schedule. Returns the engine."""
+    import deepspeed
+
+    on_gpu = device().type != "cpu"
+    optimizer = build_optimizer(model, config, on_gpu)
+    base_lr = config.optim.lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate(step, config) / base_lr)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler,
+        config=deepspeed_config(config, world_size, load_universal))
+    if config.train.compile:
+        engine.compile()
+    return engine
+
+
+def _tensors_in(value, depth: int = 0):
+    """Tensors inside nested lists/tuples/dicts (DeepSpeed keeps its buffers in such containers)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item, depth + 1)
+    elif depth < 4 and isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item, depth + 1)
+
+
+def model_state_bytes(engine) -> dict[str, int]:
+    """Bytes of model and optimizer state this rank really holds, by kind, each storage counted once.
+
+    params: the module's parameters (under ZeRO-3 only this rank's partition, `ds_tensor`); grads: gradient
+    tensors and DeepSpeed's gradient partitions/buckets; optimizer: everything else the optimizer holds - fp32
+    master partitions and the AdamW moments. This is what ZeRO shards; activations are not included.
+    """
+    seen: set[int] = set()
+
+    def size(tensors) -> int:
+        total = 0
+        for tensor in tensors:
+            if tensor is None or tensor.device.type == "meta":
+                continue
+            storage = tensor.untyped_storage()
+            if storage.nbytes() == 0 or storage.data_ptr() in seen:
+                continue
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return total
+
+    parameters = list(engine.module.parameters())
+    params = size([p.data for p in parameters] + [getattr(p, "ds_tensor", None) for p in parameters])
+    optimizer = engine.optimizer
+    inner = getattr(optimizer, "optimizer", optimizer)  # the torch AdamW that ZeRO wraps
+    moments = size(_tensors_in([inner.state[p] for p in inner.state]))
+    masters = size(_tensors_in([group["params"] for group in inner.param_groups]))
+    grad_tensors = [p.grad for p in parameters] + [p.grad for g in inner.param_groups for p in g["params"]]
+    grad_tensors += [t for name, value in vars(optimizer).items() if "grad" in name or "ipg" in name
+                     for t in _tensors_in(value)]
+    grads = size(grad_tensors)
+    other = size(t for value in vars(optimizer).values() for t in _tensors_in(value))
+    optim = moments + masters + other
+    return {"params": params, "grads": grads, "optimizer": optim, "total": params + grads + optim}

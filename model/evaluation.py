@@ -1,0 +1,136 @@
+"""Evaluations during training: validation loss on the val shards, and HellaSwag accuracy.
+
+HellaSwag the build-nanogpt way: each example is a context and 4 candidate endings; the model scores each
+ending by its mean cross-entropy given the context (ending tokens only), and the ending with the lowest loss is
+its answer ("acc_norm" in the usual tables, normalised by ending length). A 124M GPT-2 scores about 0.29;
+chance is 0.25.
+"""
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from model.config import ConfigError
+
+HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
+HELLASWAG_CACHE = Path.home() / ".cache" / "gptstack" / "hellaswag_val.jsonl"
+
+
+def _all_reduce_sum(values: list[float], device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+@torch.no_grad()
+def validation_loss(engine, val_batches, num_batches: int, device) -> float:
+    """Mean loss over the first num_batches micro-batches of every rank (the same windows each time)."""
+    val_batches.reset()
+    engine.module.eval()
+    total = 0.0
+    for _ in range(num_batches):
+        x, y = val_batches.next_batch()
+        _, loss = engine(x.to(device), y.to(device))
+        total += loss.float().item()
+    engine.module.train()
+    summed, count = _all_reduce_sum([total, num_batches], device)
+    return summed / count
+
+
+def hellaswag_path(setting: str) -> Path:
+    """`eval.hellaswag`: a local jsonl, or "download" (fetched once into ~/.cache/gptstack)."""
+    if setting == "download":
+        if not HELLASWAG_CACHE.is_file():
+            HELLASWAG_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = HELLASWAG_CACHE.with_suffix(".tmp")
+            try:
+                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
+            except OSError as e:
+                raise ConfigError(f"eval.hellaswag=download: cannot fetch {HELLASWAG_URL} ({e}); "
+                                  f"give the path of a local hellaswag_val.jsonl instead") from None
+            tmp.replace(HELLASWAG_CACHE)
+        return HELLASWAG_CACHE
+    path = Path(setting)
+    if not path.is_file():
+        raise ConfigError(f"eval.hellaswag: {path} does not exist (a hellaswag_val.jsonl, or 'download')")
+    return path
+
+
+def load_hellaswag(path: Path, limit: int | None = None) -> list[dict]:
+    """Examples {"ctx": str, "endings": [4 str], "label": int}, checked, in file order."""
+    examples = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                example = json.loads(line)
+                ctx, endings, label = example["ctx"], example["endings"], int(example["label"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"{path}:{line_number}: not a HellaSwag record ({type(e).__name__}: {e})") from None
+            if len(endings) != 4 or not 0 <= label < 4:
+                raise ConfigError(f"{path}:{line_number}: expected 4 endings and a label 0-3")
+            examples.append({"ctx": ctx, "endings": endings, "label": label})
+            if limit is not None and len(examples) >= limit:
+                break
+    if not examples:
+        raise ConfigError(f"{path}: no HellaSwag examples")
+    return examples
+
+
+def render_example(example: dict, encoding, block_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(tokens (4, T), mask (4, T) = 1 on ending tokens, label). Endings get a leading space, as GPT-2 saw
+    text; contexts too long for block_size keep their last tokens."""
+    context = encoding.encode_ordinary(example["ctx"])
+    endings = [encoding.encode_ordinary(" " + ending) for ending in example["endings"]]
+    rows, masks = [], []
+    for ending in endings:
+        ending = ending[:block_size - 1]
+        keep = block_size - len(ending)
+        row = context[-keep:] + ending
+        rows.append(row)
+        masks.append([0] * (len(row) - len(ending)) + [1] * len(ending))
+    width = max(len(r) for r in rows)
+    tokens = torch.zeros(4, width, dtype=torch.long)
+    mask = torch.zeros(4, width, dtype=torch.long)
+    for i, (row, row_mask) in enumerate(zip(rows, masks)):
+        tokens[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row_mask)] = torch.tensor(row_mask)
+    return tokens, mask, example["label"]
+
+
+@torch.no_grad()
+def hellaswag_accuracy(engine, examples: list[dict], encoding, rank: int, world_size: int, device) -> float:
+    """Fraction of examples whose lowest-loss ending is the right one, examples spread over the ranks.
+
+    Every rank runs the same number of forward passes (the last ones on a repeated example that is not
+    counted), because under ZeRO-3 each forward gathers parameters collectively.
+    """
+    block_size = engine.module.config.block_size
+    per_rank = -(-len(examples) // world_size)
+    correct = counted = 0
+    engine.module.eval()
+    for i in range(per_rank):
+        index = rank + i * world_size
+        real = index < len(examples)
+        tokens, mask, label = render_example(examples[index if real else 0], encoding, block_size)
+        tokens, mask = tokens.to(device), mask.to(device)
+        logits, _ = engine(tokens)
+        # loss of token t+1 given tokens <= t, on the ending positions only
+        shift_logits = logits[:, :-1].float()
+        shift_tokens, shift_mask = tokens[:, 1:], mask[:, 1:]
+        losses = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_tokens.reshape(-1),
+                                 reduction="none").view(shift_tokens.shape)
+        mean_loss = (losses * shift_mask).sum(dim=1) / shift_mask.sum(dim=1)
+        if real:
+            correct += int(mean_loss.argmin().item() == label)
+            counted += 1
+    engine.module.train()
+    total_correct, total = _all_reduce_sum([correct, counted], device)
+    return total_correct / total

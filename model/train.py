@@ -1,0 +1,347 @@
+"""Pretrain the GPT on token shards with DeepSpeed ZeRO: `python -m model.train --config configs/NAME.yaml`.
+
+    # one process (CPU demo)
+    DS_ACCELERATOR=cpu python -m model.train --config configs/tiny-cpu.yaml --data data/sample --run-dir runs/tiny
+    # 8 GPUs on one node
+    torchrun --nproc-per-node 8 -m model.train --config configs/gpt2-124m.yaml --data data/fineweb
+    deepspeed --num_gpus 8 --module model.train --config configs/gpt2-124m.yaml --data data/fineweb
+    # Slurm: srun starts one task per GPU; ranks and the rendezvous come from SLURM_* (cluster/env.py)
+
+The order of a run: read and check everything (config, shards, checkpoint, output folder) on every rank before
+any process group exists, so bad input fails fast with one line; then join the group, build the engine, load
+the checkpoint, and loop: one optimizer step = grad_accum micro-batches per rank; log, evaluate and checkpoint
+on their schedules; checkpoint at the end or when request_stop() was called (preemption, issue 5).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cluster.env import DistEnv, resolve_dist_env
+from model import checkpoint as ckpt
+from model.config import ConfigError, TrainConfig, batch_layout, load_config, save_config
+from model.data import TokenBatches
+from model.engine import build_engine, parameter_count, device, init_distributed, learning_rate, seed_everything
+from model.gpt import GPT
+from model.metrics import MetricsLogger, accelerator_name, mfu
+from pipeline.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.shards import file_sha256, read_manifest
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description="Pretrain a GPT on uint16 token shards with DeepSpeed ZeRO (CPU or GPUs, 1 or many ranks).",
+        epilog="Launch with plain python (1 rank), torchrun --nproc-per-node N -m model.train ..., the deepspeed "
+               "launcher, or srun (Slurm). Every config key can be overridden: --set optim.lr=3e-4 --set "
+               "train.zero_stage=2. See configs/*.yaml for all keys with comments.")
+    parser.add_argument("--config", type=Path, help="YAML config (configs/tiny-cpu.yaml, configs/gpt2-124m.yaml, ...)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set optim.lr=3e-4 (repeatable; applied in order)")
+    parser.add_argument("--data", help="shard folder from `python -m pipeline.prepare` (= --set data.dir=DIR)")
+    parser.add_argument("--run-dir", help="output folder: config.yaml, metrics, checkpoints (= --set run_dir=DIR)")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (= --set train.max_steps=N)")
+    parser.add_argument("--resume", default="auto",
+                        help="auto (default): continue from the latest valid checkpoint of the run folder, or "
+                             "start fresh if it has none; none: start fresh (refused if the run folder already "
+                             "holds checkpoints); PATH: a checkpoint folder step_N (or a run folder) to continue "
+                             "from, written with any number of ranks")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.dir={args.data}")
+    if args.run_dir is not None:
+        overrides.append(f"run_dir={args.run_dir}")
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    # Paths must stay strings even when they look like numbers or YAML keywords.
+    config = load_config(args.config, [o for o in overrides if not o.startswith(("data.dir=", "run_dir="))])
+    for o in overrides:
+        if o.startswith("data.dir="):
+            config.data.dir = o.split("=", 1)[1]
+        elif o.startswith("run_dir="):
+            config.run_dir = o.split("=", 1)[1]
+    if not config.data.dir:
+        raise ConfigError("no training data: give --data DIR (a shard folder from `python -m pipeline.prepare`)")
+    return config
+
+
+def estimated_checkpoint_bytes(config: TrainConfig) -> int:
+    """fp32 weights + Adam moments in the DeepSpeed checkpoint, plus the consolidated fp32 model/ copy."""
+    return parameter_count(config) * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
+
+
+def check_output_folder(run_dir: Path, needed_bytes: int, keep_last: int) -> None:
+    """The run folder must be creatable, writable, and have room for at least one more checkpoint."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write_probe_{time.time_ns()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"run folder {run_dir} is not writable: {e.strerror or e}") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < needed_bytes:
+        raise ConfigError(f"run folder {run_dir}: {free / 1e9:.2f} GB free but one checkpoint of this model "
+                          f"needs about {needed_bytes / 1e9:.2f} GB (keep_last={keep_last} keeps that many)")
+
+
+def verify_shards(data_dir: Path) -> None:
+    """Every shard listed in manifest.json must exist and match its sha256 (catches corruption early)."""
+    from tqdm import tqdm
+    manifest = read_manifest(data_dir)
+    for entry in tqdm(manifest["shards"], desc="verifying shards", unit="shard", leave=False):
+        path = data_dir / entry["file"]
+        if not path.is_file():
+            raise ShardError(f"{path}: listed in manifest.json but missing")
+        if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+            raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """A digest of the shard list and checksums in manifest.json: which token stream a checkpoint belongs to."""
+    import hashlib
+    shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in read_manifest(data_dir)["shards"]]
+    return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
+
+
+class Trainer:
+    """One training run on this rank. Build with Trainer(config, dist_env, resume), then .fit()."""
+
+    def __init__(self, config: TrainConfig, dist_env: DistEnv, resume: str = "auto"):
+        self.config, self.env = config, dist_env
+        self.run_dir = Path(config.run_dir)
+        self.is_main = dist_env.rank == 0
+        self._stop_requested = False
+        self.micro_batch, self.grad_accum = batch_layout(config, dist_env.world_size)
+        self.gpt_config = config.gpt_config()
+        self._preflight(resume)
+
+    # ---- before any process group: everything that can be wrong with the input -----------------------------
+    def _preflight(self, resume: str) -> None:
+        c, env = self.config, self.env
+        data_dir = Path(c.data.dir)
+        self.train_batches = TokenBatches(data_dir, "train", self.micro_batch, c.data.seq_len, env.rank,
+                                          env.world_size, seed=c.data.seed, shuffle=c.data.shuffle)
+        self.val_batches = None
+        if c.eval.every > 0:
+            self.val_batches = TokenBatches(data_dir, "val", self.micro_batch, c.data.seq_len, env.rank,
+                                            env.world_size, seed=c.data.seed, shuffle=False)
+        if self.is_main and c.data.verify_checksums:
+            verify_shards(data_dir)
+        self.data_fingerprint = data_fingerprint(data_dir)
+        self.resume_from = ckpt.resolve_resume(resume, self.run_dir)
+        self.resume_state = None
+        if self.resume_from is not None:
+            self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len)
+            # World-size free: the global sample counter continues whatever the number of ranks now. Raises
+            # (one line) when the shards cut into another number of windows: the stream could not continue.
+            self.train_batches.load_state_dict(self.resume_state["loader"])
+            saved_fingerprint = self.resume_state.get("data_fingerprint")
+            if self.is_main and saved_fingerprint not in (None, self.data_fingerprint):
+                print(f"warning: the shards in {data_dir} differ from those {self.resume_from.name} was trained on "
+                      f"(manifest checksums changed); continuing at the same position of the new stream",
+                      file=sys.stderr)
+        # A finished run started again (a requeued job, a repeated command) has nothing left to do: say so and
+        # succeed, so that a job script can always just start the trainer.
+        self.finished = self.resume_state is not None and self.resume_state["step"] >= c.train.max_steps
+        check_output_folder(self.run_dir, estimated_checkpoint_bytes(c), c.checkpoint.keep_last)
+        self.hellaswag = None
+        if c.eval.hellaswag:
+            from model.evaluation import hellaswag_path, load_hellaswag
+            from pipeline.tokenizer import get_encoding
+            self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
+            self.encoding = get_encoding("gpt2")
+
+    # ---- set-up -----------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        c, env = self.config, self.env
+        init_distributed(env)
+        self.device = device()
+        seed_everything(c.train.seed)  # identical initial weights on every rank
+        model = GPT(self.gpt_config)
+        self.num_parameters = model.num_parameters()  # before ZeRO-3 partitions the tensors away
+        self.flops_per_token = model.flops_per_token(c.data.seq_len)
+        self.universal = self.resume_state is not None and ckpt.needs_universal(
+            self.resume_state, env.world_size, c.train.zero_stage, c.train.precision)
+        self.checkpoints = ckpt.CheckpointManager(self.run_dir, env.rank, env.world_size, c.checkpoint.keep_last)
+        if self.is_main:
+            self.checkpoints.remove_unfinished()
+            save_config(c, self.run_dir)
+            if self.universal:
+                print(f"converting {self.resume_from.name} (written by {self.resume_state['world_size']} "
+                      f"rank(s)) to a universal checkpoint for {env.world_size} rank(s)", flush=True)
+                ckpt.convert_to_universal(self.resume_from)
+        torch.distributed.barrier()
+        self.engine = build_engine(model, c, env.world_size, load_universal=self.universal)
+        seed_everything(c.train.seed + 1000 * env.rank + 1)  # per-rank stream (dropout) from here on
+        self.step = 0
+        if self.resume_from is not None:
+            state = self.checkpoints.load(self.engine, self.resume_from, self.universal)
+            self.step = state["step"]
+        self.plain_fp32 = c.train.zero_stage == 0 and c.train.precision == "fp32"
+        self.device_name = accelerator_name()
+        self.metrics = MetricsLogger(self.run_dir, self.is_main, c.log.tensorboard, c.log.plot_every, self.step)
+        if self.is_main:
+            where = f"resumed from {self.resume_from} at step {self.step}" if self.resume_from else "fresh start"
+            print(f"model {c.model.name}: {self.num_parameters:,} parameters | {env.world_size} rank(s) "
+                  f"({env.launcher}) on {self.device.type} | ZeRO-{c.train.zero_stage} {c.train.precision} | "
+                  f"{c.train.tokens_per_step:,} tokens/step = {self.micro_batch} seq x {c.data.seq_len} tokens x "
+                  f"{env.world_size} rank(s) x {self.grad_accum} accumulation | {where}", flush=True)
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current step, write a checkpoint and return from fit() (signal handlers call this)."""
+        self._stop_requested = True
+
+    def _all_ranks_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train_step(self) -> dict:
+        engine = self.engine
+        loss_sum = torch.zeros((), device=self.device)
+        data_time, grad_norm = 0.0, None
+        for micro_step in range(self.grad_accum):
+            start = time.perf_counter()
+            x, y = self.train_batches.next_batch()
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            data_time += time.perf_counter() - start
+            _, loss = engine(x, y)
+            engine.backward(loss)
+            if self.plain_fp32 and micro_step == self.grad_accum - 1:
+                # Without ZeRO and mixed precision DeepSpeed clips but does not report the norm: measure the
+                # (already all-reduced) gradients before the step, as its other optimizers do.
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in engine.module.parameters()
+                                                          if p.grad is not None]).item()
+            engine.step()  # DeepSpeed applies the optimizer only at the last micro-batch of the step
+            loss_sum += loss.detach().float()
+        # mean over the step's micro-batches and all ranks = the loss of the whole global batch
+        torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.SUM)
+        loss = loss_sum.item() / (self.grad_accum * self.env.world_size)
+        if grad_norm is None:
+            grad_norm = engine.get_global_grad_norm()
+        return {"loss": loss, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                "data_time": data_time}
+
+    def evaluate(self) -> dict:
+        from model.evaluation import hellaswag_accuracy, validation_loss
+        c = self.config
+        record = {"step": self.step}
+        if self.val_batches is not None:
+            record["val_loss"] = validation_loss(self.engine, self.val_batches, c.eval.val_batches, self.device)
+        hellaswag_every = c.eval.hellaswag_every or c.eval.every
+        if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
+            record["hellaswag_acc"] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
+                                                         self.env.rank, self.env.world_size, self.device)
+        return record
+
+    def save(self) -> Path:
+        state = {"loader": self.train_batches.state_dict(), "data_fingerprint": self.data_fingerprint,
+                 "zero_stage": self.config.train.zero_stage,
+                 "precision": self.config.train.precision, "tokens_per_step": self.config.train.tokens_per_step}
+        return self.checkpoints.save(self.engine, self.step, state)
+
+    def fit(self) -> int:
+        """Train to max_steps (or until request_stop); return the step reached."""
+        from tqdm import tqdm
+
+        c = self.config
+        max_steps = c.train.max_steps
+        bar = tqdm(total=max_steps, initial=self.step, desc="train", unit="step", disable=not self.is_main,
+                   dynamic_ncols=True, file=sys.stdout)
+        last_saved = self.step if self.resume_from is not None else -1
+        tokens_per_step = c.train.tokens_per_step
+        while self.step < max_steps:
+            lr = learning_rate(self.step, c)
+            start = time.perf_counter()
+            result = self.train_step()
+            elapsed = time.perf_counter() - start
+            self.step += 1
+            tokens_per_s = tokens_per_step / elapsed
+            utilisation = mfu(self.flops_per_token, tokens_per_s, self.env.world_size, self.device_name)
+            if self.step % c.log.every == 0 or self.step == max_steps:
+                self.metrics.log({"step": self.step, "loss": result["loss"], "lr": lr,
+                                  "grad_norm": result["grad_norm"], "tokens_per_s": tokens_per_s,
+                                  "mfu": utilisation, "step_time_s": elapsed,
+                                  "data_time_s": result["data_time"], "tokens": self.step * tokens_per_step})
+            bar.update(1)
+            bar.set_postfix(loss=f"{result['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
+                            mfu="n/a" if utilisation is None else f"{100 * utilisation:.1f}%")
+            final = self.step == max_steps
+            if c.eval.every and (self.step % c.eval.every == 0 or final):
+                record = self.evaluate()
+                self.metrics.log(record)
+                if self.is_main:
+                    shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step")
+                    bar.write(f"step {self.step}: {shown}")
+            stop = self._all_ranks_stop()
+            if final or stop or (c.checkpoint.every and self.step % c.checkpoint.every == 0):
+                path = self.save()
+                last_saved = self.step
+                if self.is_main:
+                    bar.write(f"step {self.step}: checkpoint {path}")
+            if stop:
+                if self.is_main:
+                    bar.write(f"step {self.step}: stopped on request after checkpointing")
+                break
+        if last_saved != self.step:
+            self.save()
+        bar.close()
+        self.metrics.close()
+        return self.step
+
+    def close(self) -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+# EX_TEMPFAIL: stopped on a signal after writing a checkpoint; starting again continues (slurm/pretrain.sh requeues)
+EXIT_STOPPED_ON_REQUEST = 75
+
+
+def stop_on_signals(trainer: "Trainer") -> None:
+    """USR1 (Slurm's warning before a time limit or preemption) and TERM (scancel, requeue, node drain): finish the
+    current step on every rank, write a checkpoint, then exit with EXIT_STOPPED_ON_REQUEST."""
+    def handler(signum, frame):
+        if trainer.is_main:
+            print(f"received {signal.Signals(signum).name}: checkpointing after this step, then stopping", flush=True)
+        trainer.request_stop()
+
+    for signum in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = resolve_config(args)
+        trainer = Trainer(config, resolve_dist_env(), args.resume)
+        stop_on_signals(trainer)
+        if trainer.finished:
+            if trainer.is_main:
+                print(f"{trainer.resume_from} is at step {trainer.resume_state['step']} >= train.max_steps="
+                      f"{config.train.max_steps}: nothing to train (raise --max-steps to continue)")
+            return 0
+        trainer.setup()
+        step = trainer.fit()
+        trainer.close()
+    except GPTStackError as error:
+        exit_with_error(error)
+    return EXIT_STOPPED_ON_REQUEST if step < config.train.max_steps else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
