@@ -6,6 +6,7 @@
 (c) bad input fails early with a one-line reason and is not requeued.
 """
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -118,3 +119,24 @@ def test_bad_input_fails_early_with_one_line_and_no_requeue(slurm, shards, tmp_p
     # a request the cluster cannot satisfy is refused at submission, before anything runs
     refused = slurm.run("sbatch", "--gpus-per-node=8", str(REPO / "slurm" / "pretrain.sh"), check=False)
     assert refused.returncode != 0 and "error" in refused.stderr
+
+
+def test_run_that_keeps_crashing_at_the_same_step_stops_requeueing(slurm, shards, uninterrupted, tmp_path):
+    _, straight_dir, _ = uninterrupted
+    job_dir = tmp_path / "run-crashing"
+    shutil.copytree(straight_dir, job_dir)
+    # a damaged DeepSpeed state file: the resume crashes (it is no input error), so every attempt fails at step 24
+    states = job_dir / "checkpoints" / f"step_{STEPS:06d}" / "deepspeed" / "mp_rank_00_model_states.pt"
+    states.write_bytes(states.read_bytes()[:1000])
+    run_dir, log = tmp_path / "run-crashing", tmp_path / "crashing.log"
+    env = {"RUN_DIR": str(run_dir), "DEVICE": "cpu", "VENV": str(Path(sys.executable).parents[1]),
+           "DATA": str(shards), "MAX_FAILURES_AT_STEP": "2"}
+    job = slurm.sbatch(f"--chdir={REPO}", "--job-name=crashing", f"--output={log}", "--nodes=1",
+                       "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=15",
+                       str(REPO / "slurm" / "pretrain.sh"), "configs/tiny-cpu.yaml", *TRAIN_OVERRIDES,
+                       f"--max-steps={STEPS + 8}", env=env)
+    info = slurm.wait_state(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=240)
+    text = log.read_text()
+    assert info["JobState"] == "FAILED" and info["Restarts"] == "1", text[-3000:]
+    assert f"failed 2 times resuming from step {STEPS}" in text and "not requeueing again" in text
+    assert len((run_dir / "slurm_failures.txt").read_text().splitlines()) == 2
