@@ -29,7 +29,7 @@ from pipeline.corpora import sample_corpus_path  # noqa: E402
 from pipeline.tokenize_step import TokenizeToStream, batched, task_stream_paths  # noqa: E402
 from pipeline.tokenizer import get_encoding  # noqa: E402
 
-BATCH = 1000  # documents per encode_ordinary_batch call, as in TokenizeToStream
+BATCH = 1000  # documents per batch, as in TokenizeToStream
 
 
 def raw_tiktoken(texts, workdir):
