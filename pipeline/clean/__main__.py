@@ -1,0 +1,3 @@
+from pipeline.clean.run import main
+
+main()

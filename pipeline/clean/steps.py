@@ -1,0 +1,261 @@
+"""The cleaning steps: datatrove's FineWeb steps, made to lose nothing, plus their registry for recipes.
+
+Each step is datatrove's own class (same parameters, same decisions) with three additions:
+  * a document that makes a step raise (a parser error, an extraction timeout) is dropped with the reason
+    `error_<Type>`, written with the message to the step's exclusion folder, and the run goes on;
+  * a step given `applies_to: [en]` in the recipe judges only documents of those languages and passes the others
+    (FineWeb's Gopher/C4/FineWeb heuristics and stop words are English ones);
+  * documents carry `token_count` (tiktoken, the --tokenizer) so the report can show tokens in/out per step.
+"""
+import inspect
+import json
+import os
+from pathlib import Path
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.extractors.base import ExtractorSandbox
+from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                        GopherRepetitionFilter, URLFilter)
+from datatrove.pipeline.formatters import PIIFormatter
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.typeshelper import StatHints
+
+from pipeline.clean.langid import OfflineLanguageFilter
+
+
+class TokenCounter:
+    """Counts tokens of the chosen tokenizer; loaded lazily in each worker process."""
+
+    def __init__(self, tokenizer: str = "gpt2"):
+        self.tokenizer, self._encoding = tokenizer, None
+
+    def __getstate__(self):
+        return {"tokenizer": self.tokenizer, "_encoding": None}
+
+    def __call__(self, text: str) -> int:
+        if self._encoding is None:
+            from pipeline.tokenizer import get_encoding
+
+            self._encoding = get_encoding(self.tokenizer)
+        return len(self._encoding.encode_ordinary(text))
+
+
+def error_reason(error: Exception) -> str:
+    return f"error_{type(error).__name__}"
+
+
+def error_message(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:500]
+
+
+class GuardedFilter:
+    """Mixin for a datatrove filter: crash -> kept aside, `applies_to` languages, token counts kept up to date."""
+
+    applies_to: tuple[str, ...] = ()
+    count_tokens: TokenCounter | None = None
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        return [self.guarded_filter(doc) for doc in batch]
+
+    def guarded_filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self.applies_to and doc.metadata.get("language") not in self.applies_to:
+            self.stat_update("passed_other_language")
+            return True
+        text_before = doc.text
+        try:
+            result = self.filter(doc)
+        except Exception as error:  # noqa: BLE001 - any crash on one document must not stop the run
+            doc.metadata["error"] = error_message(error)
+            return False, error_reason(error)
+        if self.count_tokens and doc.text is not text_before and doc.text != text_before:  # C4 removed lines
+            doc.metadata["token_count"] = self.count_tokens(doc.text)
+        return result
+
+
+class CleanURLFilter(GuardedFilter, URLFilter):
+    """datatrove's URL filter with its integrated block lists; the public-suffix list is the one bundled with
+    tldextract (no download, same answer on every machine); a document without a URL passes (text inputs)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from tldextract import TLDExtract
+
+        self.tldextractor = TLDExtract(suffix_list_urls=())
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if not doc.metadata.get("url"):
+            self.stat_update("no_url")
+            return True
+        return super().filter(doc)
+
+
+class CleanLanguageFilter(GuardedFilter, OfflineLanguageFilter):
+    pass
+
+
+class CleanGopherRepetition(GuardedFilter, GopherRepetitionFilter):
+    pass
+
+
+class CleanGopherQuality(GuardedFilter, GopherQualityFilter):
+    pass
+
+
+class CleanC4Quality(GuardedFilter, C4QualityFilter):
+    pass
+
+
+class CleanFineWebQuality(GuardedFilter, FineWebQualityFilter):
+    pass
+
+
+class CleanTrafilatura(Trafilatura):
+    """datatrove's Trafilatura extraction (same sandbox process and per-document timeout) that keeps aside what it
+    cannot use: a timeout, a crash or a page with no main text goes to the exclusion folder with its reason."""
+
+    def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as extractor, \
+                (self.exclusion_writer or _NoWriter()) as writer:
+            for doc in data:
+                self.stat_update(StatHints.total)
+                with self.track_time():
+                    try:
+                        text = extractor.process_document(doc.text, self.extract)
+                        reason = None if text and text.strip() else "no_main_text"
+                    except TimeoutError:
+                        reason, doc.metadata["error"] = "error_timeout", f"extraction took over {self.timeout}s"
+                    except EOFError as error:  # the sandbox process died (e.g. out of memory); a new one starts
+                        reason, doc.metadata["error"] = "error_process_died", error_message(error)
+                    except Exception as error:  # noqa: BLE001
+                        reason, doc.metadata["error"] = error_reason(error), error_message(error)
+                if reason:
+                    self.stat_update(StatHints.dropped, f"dropped_{reason}")
+                    doc.metadata["filter_reason"] = reason
+                    writer.write(doc, rank)
+                    continue
+                doc.text = text
+                if self.count_tokens:
+                    doc.metadata["token_count"] = self.count_tokens(text)
+                self.stat_update(StatHints.forwarded)
+                self.update_doc_stats(doc)
+                yield doc
+
+
+class CleanPII(PIIFormatter):
+    """datatrove's PII formatter (emails and public IPs replaced); a crash keeps the document aside."""
+
+    def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with (self.exclusion_writer or _NoWriter()) as writer:
+            for doc in data:
+                self.stat_update(StatHints.total)
+                with self.track_time():
+                    try:
+                        text = self.format(doc.text)
+                    except Exception as error:  # noqa: BLE001
+                        doc.metadata.update(error=error_message(error), filter_reason=error_reason(error))
+                        self.stat_update(StatHints.dropped, f"dropped_{error_reason(error)}")
+                        writer.write(doc, rank)
+                        continue
+                if text != doc.text:
+                    self.stat_update("documents_changed")
+                    doc.text = text
+                    if self.count_tokens:
+                        doc.metadata["token_count"] = self.count_tokens(text)
+                self.stat_update(StatHints.forwarded)
+                self.update_doc_stats(doc)
+                yield doc
+
+
+class CountTokens(PipelineStep):
+    """Sets `token_count` on documents that arrive as text (jsonl/parquet inputs), for the report."""
+
+    name = "🔢 Count tokens"
+    type = "🔢 - COUNTER"
+
+    def __init__(self, count_tokens: TokenCounter):
+        super().__init__()
+        self.count_tokens = count_tokens
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            with self.track_time():
+                doc.metadata["token_count"] = self.count_tokens(doc.text)
+            self.stat_update(StatHints.total)
+            self.stat_update(StatHints.forwarded)
+            self.update_doc_stats(doc)
+            yield doc
+
+
+class KeptExamples(PipelineStep):
+    """Passes every document on and keeps the first `per_task` of each task in `folder/<rank>.jsonl` (report)."""
+
+    name = "🔎 Kept examples"
+    type = "🔢 - COUNTER"
+
+    def __init__(self, folder: str, per_task: int = 5):
+        super().__init__()
+        self.folder, self.per_task = folder, per_task
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        examples = []
+        for doc in data:
+            if len(examples) < self.per_task:
+                examples.append({"id": doc.id, "url": doc.metadata.get("url"),
+                                 "language": doc.metadata.get("language"), "text": doc.text[:2000]})
+            yield doc
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        temp = Path(self.folder) / f"{rank:05d}.jsonl.tmp"
+        temp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+        os.replace(temp, temp.with_suffix(""))
+
+
+class _NoWriter:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, doc, rank):
+        pass
+
+
+# The recipe's step names -> the classes that run them.
+STEP_CLASSES: dict[str, type] = {
+    "url_filter": CleanURLFilter,
+    "trafilatura": CleanTrafilatura,
+    "language_filter": CleanLanguageFilter,
+    "gopher_repetition": CleanGopherRepetition,
+    "gopher_quality": CleanGopherQuality,
+    "c4_quality": CleanC4Quality,
+    "fineweb_quality": CleanFineWebQuality,
+    "pii": CleanPII,
+}
+# Parameters the pipeline sets itself (not the recipe): where dropped documents go, the language(s), tokens.
+RESERVED_PARAMS = ("exclusion_writer", "languages", "count_tokens", "language")
+
+
+def step_parameters(step: str) -> set[str]:
+    """The keyword parameters a recipe may give `step` (those of datatrove's class and its bases)."""
+    names = set()
+    for cls in STEP_CLASSES[step].__mro__:
+        if "__init__" in cls.__dict__:
+            names |= {p.name for p in inspect.signature(cls.__init__).parameters.values()
+                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+    return names - set(RESERVED_PARAMS)
+
+
+def exclusion_writer(folder: str) -> JsonlWriter:
+    return JsonlWriter(folder, output_filename="${rank}.jsonl.gz", compression="gzip")

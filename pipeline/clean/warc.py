@@ -1,0 +1,202 @@
+"""WARC input: `--corpus commoncrawl --input PATHS` -> one document per HTML response record.
+
+PATHS is a file, a folder (searched recursively for .warc/.warc.gz/.warc.zst), a glob, or a remote location that
+fsspec understands (`s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz`, `https://...`);
+several may be given separated by commas.
+
+`CheckedWarcReader` is datatrove's WarcReader with datatrove's record rules (response/conversion records, HTML
+payloads, UTF-8 then a detected charset) that never skips silently: every record it does not turn into a document
+(a request or metadata record, an image or PDF payload, bytes no charset decodes, the unreadable rest of a
+truncated or corrupt file, an empty file) is counted under its reason in the step's stats and written as a
+pointer (file, byte offset, record id, URL, reason) to `excluded/00_warc/`.
+"""
+import glob
+import os
+import zlib
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import DataFolder
+from datatrove.pipeline.readers import WarcReader
+from datatrove.utils.logging import logger
+
+from pipeline.clean.steps import exclusion_writer
+from pipeline.errors import InputError
+
+WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_WARNINGS = 20
+
+
+def _contiguous_block(items: list, rank: int, world_size: int) -> list:
+    return items[rank * len(items) // world_size:(rank + 1) * len(items) // world_size]
+
+
+def expand_warc_inputs(patterns: str) -> tuple[str, list[str]]:
+    """(root folder, files relative to it) for --input; InputError naming the pattern when nothing matches."""
+    roots_and_files = []
+    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
+        if "://" in pattern:
+            roots_and_files.append(_expand_remote(pattern))
+        else:
+            roots_and_files.append(_expand_local(pattern))
+    if not roots_and_files:
+        raise InputError("--corpus commoncrawl needs --input PATHS (WARC files, folders, globs or s3:// URLs)")
+    if len(roots_and_files) == 1:
+        return roots_and_files[0]
+    if any("://" in root for root, _ in roots_and_files):
+        raise InputError(f"--input {patterns}: give one remote location at a time")
+    paths = [os.path.join(root, f) for root, files in roots_and_files for f in files]
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return root, [os.path.relpath(p, root) for p in paths]
+
+
+def _expand_local(pattern: str) -> tuple[str, list[str]]:
+    if glob.has_magic(pattern):
+        paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    elif os.path.isdir(pattern):
+        paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs if f.endswith(WARC_SUFFIXES))
+    elif os.path.isfile(pattern):
+        paths = [pattern]
+    else:
+        raise InputError(f"--input {pattern}: no such file or folder")
+    if not paths:
+        raise InputError(f"--input {pattern}: matches no WARC file ({', '.join(WARC_SUFFIXES)})")
+    for path in paths:
+        if not path.endswith(WARC_SUFFIXES):
+            raise InputError(f"{path}: not a WARC file (expected a name ending in {', '.join(WARC_SUFFIXES)})")
+    paths = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return root, [os.path.relpath(p, root) for p in paths]
+
+
+def _expand_remote(pattern: str) -> tuple[str, list[str]]:
+    head, _, _ = pattern.partition("*")
+    root = head.rsplit("/", 1)[0] if glob.has_magic(pattern) else pattern.rsplit("/", 1)[0]
+    rest = pattern[len(root):].lstrip("/")
+    try:
+        folder = DataFolder(root)
+        files = folder.list_files(glob_pattern=rest, recursive=True) if glob.has_magic(rest) else (
+            [rest] if folder.isfile(rest) else [])
+    except Exception as e:  # network, credentials, a missing bucket: say so before anything is written
+        raise InputError(f"--input {pattern}: cannot list {root}: {type(e).__name__}: {e}") from None
+    files = sorted(f for f in files if f.endswith(WARC_SUFFIXES))
+    if not files:
+        raise InputError(f"--input {pattern}: matches no WARC file")
+    return root, files
+
+
+class CheckedWarcReader(WarcReader):
+    """datatrove's WarcReader with every skipped record counted and kept as a pointer (see the module doc)."""
+
+    name = "🕷 WARC (checked)"
+    produces_html = True  # tells the cleaning chain that Trafilatura must run
+
+    def __init__(self, data_folder, files: list[str], exclusion_folder: str, trust_http_content_type: bool = True,
+                 **kwargs):
+        super().__init__(data_folder, **kwargs)
+        self.files, self.exclusion_folder = list(files), exclusion_folder
+        self.trust_http_content_type = trust_http_content_type
+        self._writer, self._rank, self._warnings = None, 0, 0
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        self._rank = rank
+        with exclusion_writer(self.exclusion_folder) as self._writer:
+            for document in self.read_files_shard(_contiguous_block(self.files, rank, world_size)):
+                # (datatrove's own "documents" count is only updated when a whole file was read)
+                self.stat_update("documents_passed")
+                self.update_doc_stats(document)
+                yield document
+
+    def keep_aside(self, filepath: str, offset, reason: str, detail: str = "", record=None) -> None:
+        self.stat_update(f"skipped_{reason}")
+        headers = record.rec_headers if record is not None else None
+        record_id = headers.get_header("WARC-Record-ID") if headers else None
+        where = f"{self.data_folder.resolve_paths(filepath)}@{offset}"
+        if reason in ("corrupt_file", "empty_file", "undecodable"):
+            self._warnings += 1
+            if self._warnings <= MAX_WARNINGS:
+                logger.warning(f"{where}: skipped ({reason}{': ' + detail if detail else ''})")
+        self._writer.write(Document(text="", id=record_id or where, metadata={
+            "filter_reason": reason, "detail": detail, "warc_file": filepath, "offset": offset,
+            "record_type": record.rec_type if record is not None else None,
+            "url": headers.get_header("WARC-Target-URI") if headers else None}), self._rank)
+
+    def read_file(self, filepath: str):
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
+        records, offset = 0, 0
+        try:
+            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+                iterator = ArchiveIterator(f)
+                for record in iterator:
+                    records += 1
+                    self.stat_update("records")
+                    with self.track_time():
+                        document, reason, detail = self.record_to_document(record, filepath)
+                    offset = iterator.get_record_offset()  # (asks warcio to finish reading the record first)
+                    if reason:
+                        self.keep_aside(filepath, offset, reason, detail, record)
+                    else:
+                        yield document
+        except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
+            # A truncated gzip or a garbled record: what was read stays, the rest of this file is skipped.
+            self.keep_aside(filepath, offset, "corrupt_file", " ".join(f"{type(e).__name__}: {e}".split())[:300])
+            return
+        if records == 0:
+            self.keep_aside(filepath, 0, "empty_file", "no WARC record in the file")
+
+    def record_to_document(self, record, filepath: str) -> tuple[Document | None, str | None, str]:
+        """(document, None, "") or (None, reason, detail): datatrove's process_record with named reasons."""
+        if record.rec_type not in ("response", "conversion"):  # wet files hold "conversion" records
+            return None, "not_a_response", record.rec_type
+        mime = record.rec_headers.get_header("WARC-Identified-Payload-Type")
+        http_type = record.http_headers.get_header("Content-Type") if record.http_headers else None
+        content = record.content_stream().read()
+        if not content:
+            return None, "empty_payload", ""
+        if mime is None and self.trust_http_content_type and http_type:
+            mime = http_type.split(";")[0].strip().lower()
+        if mime is None:
+            import magic
+
+            mime = magic.from_buffer(content, mime=True)
+        if mime not in HTML_TYPES and not (record.rec_type == "conversion" and mime == "text/plain"):
+            return None, "not_html", mime
+        html, charset = self.decode(content, http_type)
+        if html is None:
+            return None, "undecodable", charset or "no charset decodes the bytes"
+        headers = record.rec_headers
+        document = self.get_document_from_dict({
+            "text": html, "id": headers.get_header("WARC-Record-ID"),
+            "url": headers.get_header("WARC-Target-URI") or headers.get_header("uri"),
+            "date": headers.get_header("WARC-Date") or headers.get_header("archive-date"),
+        }, filepath, 0)
+        if document is None:
+            return None, "empty_payload", ""
+        if charset.lower() not in ("utf-8", "utf8"):
+            document.metadata["charset"] = charset
+        return document, None, ""
+
+    def decode(self, content: bytes, http_type: str | None) -> tuple[str | None, str | None]:
+        """The page as text and its charset: the server's declared charset (if trusted), UTF-8, then detected."""
+        import cchardet
+
+        candidates = []
+        if self.trust_http_content_type and http_type and "charset=" in http_type.lower():
+            candidates.append(http_type.lower().split("charset=")[1].split(";")[0].strip().strip("\"'"))
+        candidates.append("utf-8")
+        for charset in candidates:
+            try:
+                return content.decode(charset), charset
+            except (UnicodeDecodeError, LookupError):
+                continue
+        detected = cchardet.detect(content)["encoding"]
+        if not detected:
+            return None, None
+        try:
+            return content.decode(detected), detected
+        except (UnicodeDecodeError, LookupError):
+            return None, detected
