@@ -1,0 +1,73 @@
+"""Deduplication between cleaning and shuffling: exact (normalised text), URL, and MinHash near-duplicates.
+
+Four runs of the executor, each depending on the one before (datatrove's MinHash stages, FineWeb's configuration):
+
+    signatures  (one task per stage file)  ids, exact and URL hashes, MinHash signatures      dedup/signatures/
+    buckets     (one task per MinHash bucket, + one for exact, + one for URL)  duplicate pairs  dedup/pairs/
+    clusters    (one task)  union-find over all pairs; the earliest document of a cluster is kept  dedup/clusters/
+    filter      (one task per stage file)  kept documents -> dedup/documents/, the others -> dedup/removed/
+                with metadata duplicate_of (the kept document's id), duplicate_of_position, dedup_reason
+
+See steps.py for the steps, config.py for the configuration (a recipe's `dedup:` section).
+"""
+from pathlib import Path
+
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+
+from pipeline.dedup.config import (ALREADY_DEDUPLICATED_CORPORA, DedupConfig, dedup_enabled,
+                                   parse_dedup_section)
+from pipeline.dedup.steps import (REASONS, ContentSignatures, DedupClusters, DedupFilter, DocumentIds,
+                                  read_summary)
+from pipeline.stages import SplitByRank, Stage, StageReader, stage_record, stage_writer
+
+# An exact or URL hash is a "MinHash bucket" of two 60-bit hashes: datatrove's bucket step then pairs equal ones.
+CONTENT_HASH_CONFIG = MinhashConfig(num_buckets=1, hashes_per_bucket=2, hash_config=HashConfig(precision=64))
+
+
+def word_tokenizer(language: str):
+    """The word split MinHash shingles are made of: datatrove's tokenizer for the language, through the shared,
+    faster spaCy path that gives identical words (pipeline/clean/words.py)."""
+    from pipeline.clean.words import SharedWordTokenizer
+
+    return SharedWordTokenizer(language)
+
+
+def dedup_stages(config: DedupConfig, input_folder, folder, tasks: int) -> list[Stage]:
+    """The four dedup stages over the `tasks` stage files in `input_folder`; kept documents end up in
+    `folder/documents/<rank>.jsonl.zst`, removed ones in `folder/removed/<rank>.jsonl.gz`."""
+    folder = Path(folder)
+    signatures, pairs, clusters = folder / "signatures", folder / "pairs", folder / "clusters"
+    documents, removed = folder / "documents", folder / "removed"
+    minhash = config.minhash_config()
+
+    signing = [StageReader(input_folder), DocumentIds(str(signatures / "ids"))]
+    signing += [ContentSignatures(str(signatures / kind), kind) for kind in ("exact", "url") if getattr(config, kind)]
+    if config.minhash:
+        signing.append(MinhashDedupSignature(str(signatures / "near"), config=minhash,
+                                             language=word_tokenizer(config.language)))
+    jobs = []
+    if config.minhash:
+        jobs.append((MinhashDedupBuckets(str(signatures / "near"), str(pairs / "near"), config=minhash),
+                     config.num_buckets))
+    jobs += [(MinhashDedupBuckets(str(signatures / kind), str(pairs / kind), config=CONTENT_HASH_CONFIG), 1)
+             for kind in ("exact", "url") if getattr(config, kind)]
+    pair_folders = {reason: str(pairs / reason) for reason in REASONS
+                    if getattr(config, "minhash" if reason == "near" else reason)}
+    settings = config.as_dict()
+    set_aside = JsonlWriter(str(removed), "${rank}.jsonl.gz", adapter=stage_record)  # -> OUTPUT/duplicates/
+    return [
+        Stage("dedup-signatures", signing, tasks, [signatures], settings),
+        Stage("dedup-buckets", [SplitByRank(jobs)], sum(n for _, n in jobs), [pairs], settings),
+        Stage("dedup-clusters", [DedupClusters(pair_folders, str(signatures / "ids"), str(clusters), tasks)], 1,
+              [clusters], settings),
+        Stage("dedup-filter", [StageReader(input_folder),
+                               DedupFilter(str(clusters), set_aside),
+                               stage_writer(documents)],
+              tasks, [documents, removed], settings),
+    ]
+
+
+__all__ = ["DedupConfig", "parse_dedup_section", "dedup_enabled", "dedup_stages", "read_summary",
+           "ALREADY_DEDUPLICATED_CORPORA", "REASONS"]
