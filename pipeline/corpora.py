@@ -5,6 +5,7 @@ Built in:
   fineweb      HuggingFaceFW/fineweb on the Hugging Face Hub, streamed as parquet (`--subset sample-10BT`, ...)
   fineweb-edu  HuggingFaceFW/fineweb-edu, likewise
   local        your own files: `--input PATH/GLOB` of .jsonl, .jsonl.gz, .jsonl.zst or .parquet
+  commoncrawl  raw web crawls: `--input PATHS` of WARC files, cleaned by pipeline/clean (FineWeb's recipe)
 
 To add a corpus, decorate a function `(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]` with
 `@register_corpus(name, description, uses=...)`; to add a local file format, call `register_file_format`. A builder
@@ -153,6 +154,18 @@ def local_readers(options: SourceOptions, rejected_folder: str) -> list[Pipeline
     if not options.input:
         raise InputError("--corpus local needs --input PATH/GLOB")
     return readers_for_files(expand_input(options.input), rejected_folder, options.text_key)
+
+
+# ---------------------------------------------------------------------------------------------------- web crawls
+@register_corpus("commoncrawl", "raw web crawls: --input PATHS of WARC files (.warc, .warc.gz; files, folders, "
+                 "globs, s3://... URLs), cleaned with FineWeb's recipe (--recipe, --languages)", uses=("input",))
+def commoncrawl_readers(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]:
+    from pipeline.clean.warc import CheckedWarcReader, expand_warc_inputs  # (pipeline/clean/warc.py)
+
+    if not options.input:
+        raise InputError("--corpus commoncrawl needs --input PATHS (WARC files, folders, globs or s3:// URLs)")
+    root, files = expand_warc_inputs(options.input)
+    return [CheckedWarcReader(root, files, f"{rejected_folder}/warc")]
 
 
 # ---------------------------------------------------------------------------------------------------- the Hub

@@ -58,7 +58,8 @@ def test_good_records_survive_bad_ones(bad_jsonl_run):
     _, out, _ = bad_jsonl_run
     tokens = np.concatenate([open_shard(out / e["file"]) for e in read_manifest(out)["shards"]])
     text = get_encoding().decode(tokens.tolist())
-    assert text == "".join(doc + "<|endoftext|>" for doc in GOOD)
+    assert text.endswith("<|endoftext|>")
+    assert sorted(text.split("<|endoftext|>")[:-1]) == sorted(GOOD)  # all of them, in shuffled order
 
 
 @pytest.mark.parametrize("reason,line,count", [("malformed_json", 2, 1), ("invalid_utf8", 3, 1),

@@ -1,0 +1,262 @@
+"""Where `pipeline.prepare` runs its stages (`--executor`): this machine, a Ray cluster, or Slurm job arrays.
+
+Every stage is one run of a datatrove executor over the stage's tasks; the three differ only in who runs a task:
+
+    local  datatrove's LocalPipelineExecutor: `--workers` processes on this machine; returns when all tasks ended
+    ray    datatrove's RayPipelineExecutor on the cluster at `--ray-address` (`auto`: the one `ray start` made on
+           this node); `--workers` tasks at a time, `--cpus-per-task` CPUs each; returns when all tasks ended
+    slurm  datatrove's SlurmPipelineExecutor: one job array per stage, each depending on the one before
+           (`afterok`), plus a last job that runs this same command again to write the shards; `prepare` returns
+           as soon as everything is submitted
+
+Whatever the executor, a task that finished wrote its completion marker (`logs/<stage>/completions/<task>`), so a
+rerun of the same command skips it. Every folder must be on a filesystem all nodes share (the output folder, the
+input files).
+"""
+import argparse
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datatrove.executor.slurm import SlurmPipelineExecutor
+
+from pipeline.errors import GPTStackError, InputError
+from pipeline.tokenize_step import usable_cpus
+
+EXECUTORS = ("local", "ray", "slurm")
+MAX_DEFAULT_TASKS = 1000  # one task per input file by default, but not more (every task writes files per stage)
+FINISHING_ENV = "GPTSTACK_PREPARE_FINISHING"  # set in the last Slurm job: resubmitting anything is then an error
+SLURM_JOBS_FILE = "slurm_jobs.json"
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where it runs (see README 'Preprocessing on a cluster')")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local: processes on this machine; ray: tasks on a running Ray cluster (--ray-address); "
+                            "slurm: one job array per stage, chained with dependencies, submitted from here "
+                            "(default: local)")
+    group.add_argument("--ray-address", default="auto",
+                       help="Ray cluster to connect to: `auto` (the cluster started with `ray start` on this node, "
+                            "e.g. by slurm/prepare.sh) or HOST:PORT of its head (default: auto)")
+    group.add_argument("--cpus-per-task", type=int, default=1,
+                       help="ray/slurm: CPUs reserved for each task; tokenization uses that many threads (default: 1)")
+    group.add_argument("--mem-per-cpu-gb", type=float, default=2,
+                       help="ray/slurm: memory reserved per CPU of a task, in GB (default: 2)")
+    group.add_argument("--partition", help="slurm: partition of the jobs (default: the cluster's default partition)")
+    group.add_argument("--time", help="slurm: time limit of each task, e.g. 4:00:00 (default: the partition's)")
+    group.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="slurm: any other sbatch option for the jobs, e.g. --slurm-arg account=myproj "
+                            "--slurm-arg qos=high (repeatable)")
+
+
+def check_executor_arguments(args: argparse.Namespace) -> None:
+    if args.cpus_per_task < 1:
+        raise InputError(f"--cpus-per-task must be at least 1, got {args.cpus_per_task}")
+    if args.mem_per_cpu_gb <= 0:
+        raise InputError(f"--mem-per-cpu-gb must be positive, got {args.mem_per_cpu_gb}")
+    for item in args.slurm_arg:
+        if "=" not in item or not item.split("=", 1)[0].strip("-"):
+            raise InputError(f"--slurm-arg {item!r}: expected KEY=VALUE, e.g. account=myproj")
+    if args.executor != "slurm" and (args.partition or args.time or args.slurm_arg):
+        raise InputError("--partition, --time and --slurm-arg apply to --executor slurm only")
+
+
+def connect_ray(address: str) -> int:
+    """Connect this process to the Ray cluster at `address` (once); returns the cluster's CPU count."""
+    import ray
+
+    if not ray.is_initialized():
+        host, _, port = address.rpartition(":")
+        if address != "auto" and port.isdigit():  # (ray.init itself retries an absent head for minutes)
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except OSError as e:
+                raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({e.strerror or e}); "
+                                 "start one with `ray start --head` (see README) or run inside "
+                                 "`sbatch slurm/prepare.sh`") from None
+        try:
+            # log_to_driver: task logs already go to logs/<stage>/logs/; configure_logging off keeps our output
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({first_line}); start one "
+                             "with `ray start --head` (see README) or run inside `sbatch slurm/prepare.sh`") from None
+    return int(ray.cluster_resources().get("CPU", 0))
+
+
+def input_file_count(readers: list) -> int | None:
+    """How many input files the readers split between tasks; None when a reader splits records, not files."""
+    if not all(isinstance(getattr(reader, "files", None), list) for reader in readers):
+        return None
+    return sum(len(reader.files) for reader in readers)
+
+
+def size_tasks(args: argparse.Namespace, readers: list) -> None:
+    """Fill in `args.workers` (tasks running at once) and `args.tasks` (pieces of the input) when not given.
+
+    workers: local = this machine's CPUs; ray = the cluster's CPUs / --cpus-per-task; slurm = no limit (-1: Slurm
+    runs as many array tasks as it has room for). tasks: one per input file (readers split files between tasks:
+    more tasks would idle), at most MAX_DEFAULT_TASKS; for a reader that splits records (the sample corpus), one
+    per worker; with --limit, 1, so that a quick run takes the first N documents on any machine.
+    """
+    if args.workers is None:
+        if args.executor == "ray":
+            args.workers = max(1, connect_ray(args.ray_address) // args.cpus_per_task)
+        elif args.executor == "slurm":
+            args.workers = -1
+        else:
+            args.workers = usable_cpus()
+    if args.tasks is None:
+        if args.limit:
+            args.tasks = 1
+        else:
+            files = input_file_count(readers)
+            args.tasks = max(1, min(files if files is not None else args.workers, MAX_DEFAULT_TASKS))
+    if args.executor == "local":  # (a pool of idle processes costs seconds to start)
+        args.workers = min(args.workers, args.tasks)
+
+
+def tokenizer_threads(args: argparse.Namespace) -> int:
+    """tiktoken threads per tokenize task: the CPUs of a task."""
+    if args.executor == "local":
+        return max(1, usable_cpus() // args.workers)
+    return args.cpus_per_task
+
+
+def all_tasks_completed(logging_dir, tasks: int) -> bool:
+    completions = Path(logging_dir) / "completions"
+    return all((completions / f"{rank:05d}").exists() for rank in range(tasks))
+
+
+def make_executor(steps: list, tasks: int, workers: int, logging_dir: str, resume: bool,
+                  args: argparse.Namespace | None = None, name: str = "stage", depends=None):
+    """The one place that chooses how a stage runs: `args.executor` (local when `args` is None), `workers` tasks at
+    a time (-1: no limit), skipping the tasks that have a completion marker when `resume`."""
+    executor = args.executor if args else "local"
+    workers = tasks if workers == -1 and executor != "slurm" else workers
+    if executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                     skip_completed=resume)
+    if executor == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        connect_ray(args.ray_address)
+        return RayPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                   skip_completed=resume, cpus_per_task=args.cpus_per_task,
+                                   mem_per_cpu_gb=args.mem_per_cpu_gb)
+    return SlurmStageExecutor(
+        steps, tasks=tasks, workers=workers, logging_dir=logging_dir, skip_completed=resume, time=args.time,
+        partition=args.partition, cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
+        job_name=f"prepare-{name}", qos=None, env_command=job_environment(), depends=depends,
+        # a job whose dependency failed is cancelled instead of waiting forever
+        sbatch_args={"kill-on-invalid-dep": "yes", **dict(item.lstrip("-").split("=", 1) for item in args.slurm_arg)})
+
+
+@dataclass
+class ExecutorFactory:
+    """Makes and runs the executor of each stage; remembers the Slurm job of the stage before, which the next
+    stage's jobs depend on."""
+
+    args: argparse.Namespace
+    work: Path
+    submitted: list = field(default_factory=list)  # Slurm executors that launched jobs, in stage order
+
+    def make(self, name: str, steps: list, tasks: int, logging_dir: str, resume: bool):
+        workers = self.args.workers if self.args.workers == -1 else min(self.args.workers, tasks)
+        return make_executor(steps, tasks, workers, logging_dir, resume, self.args, name,
+                             depends=self.submitted[-1] if self.submitted else None)
+
+    def run(self, executor, name: str, tasks: int):
+        """Run one stage; for Slurm, submit it. Raises when a local/Ray task failed."""
+        if self.args.executor != "slurm":
+            stats = executor.run()
+            if not all_tasks_completed(executor.logging_dir.path, tasks):
+                done = len(list((Path(executor.logging_dir.path) / "completions").glob("*")))
+                raise GPTStackError(f"stage {name}: {tasks - done} of {tasks} tasks failed; logs in "
+                                    f"{executor.logging_dir.path}/logs; the same command resumes")
+            return stats
+        if os.environ.get(FINISHING_ENV) and executor.get_incomplete_ranks():
+            raise GPTStackError(f"stage {name}: {len(executor.get_incomplete_ranks())} of {tasks} tasks did not "
+                                f"finish (logs in {executor.logging_dir.path}/slurm_logs); run the same command "
+                                "again to resubmit them")
+        executor.run()  # submits the job array (nothing when every task is done)
+        if executor.job_id not in (None, -1):
+            self.submitted.append(executor)
+            record_slurm_jobs(self.work, name, executor.job_id)
+        return None
+
+
+class SlurmStageExecutor(SlurmPipelineExecutor):
+    """datatrove's Slurm executor without the sbatch lines of options left unset (--partition, --time): the
+    cluster's defaults then apply."""
+
+    def get_sbatch_args(self, max_array: int = 1) -> dict:
+        return {key: value for key, value in super().get_sbatch_args(max_array).items() if value is not None}
+
+
+def job_environment() -> str:
+    """Shell lines that give a Slurm job this Python environment and this checkout of the project."""
+    lines = []
+    if sys.prefix != sys.base_prefix:  # a virtual environment
+        lines.append(f"source {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}")
+    repo = Path(__file__).resolve().parents[1]
+    lines.append(f"export PYTHONPATH={shlex.quote(str(repo))}${{PYTHONPATH:+:$PYTHONPATH}}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- Slurm jobs
+def record_slurm_jobs(work: Path, stage: str, job_id) -> None:
+    path = Path(work) / SLURM_JOBS_FILE
+    jobs = json.loads(path.read_text()) if path.exists() else {}
+    jobs[stage] = str(job_id)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(jobs))
+    os.replace(tmp, path)
+
+
+def check_no_slurm_jobs_running(work: Path) -> None:
+    """Refuse to start while jobs an earlier `--executor slurm` run submitted for this folder are still queued or
+    running: resubmitting their tasks now would run them twice at the same time."""
+    path = Path(work) / SLURM_JOBS_FILE
+    if not path.exists():
+        return
+    jobs = json.loads(path.read_text())
+    finishing = jobs.pop("finish", None) if os.environ.get(FINISHING_ENV) else None
+    ids = sorted({job for job in jobs.values() if job != os.environ.get("SLURM_JOB_ID") and job != finishing})
+    if not ids:
+        return
+    try:
+        queued = subprocess.run(["squeue", "-h", "-o", "%A", "-j", ",".join(ids)], capture_output=True, text=True,
+                                timeout=60).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no Slurm here: nothing of ours can be running
+    if queued:
+        raise InputError(f"{work}: Slurm jobs {', '.join(sorted(set(queued)))} of an earlier submission of this "
+                         "command are still queued or running; wait for them (squeue --me) or cancel them "
+                         "(scancel), then run the command again")
+
+
+def submit_finishing_job(args: argparse.Namespace, argv: list[str], work: Path, after) -> str:
+    """Submit the job that, once the last stage's jobs succeeded, runs this same command to write the shards."""
+    command = shlex.join([sys.executable, "-m", "pipeline.prepare", *argv])
+    script = "\n".join(["#!/bin/bash", job_environment(), f"cd {shlex.quote(os.getcwd())}",
+                        f"export {FINISHING_ENV}=1", f"exec {command}", ""])
+    log = Path(work) / "logs" / "finish-%j.out"
+    options = ["--parsable", f"--dependency=afterok:{after.job_id}", "--job-name=prepare-finish",
+               f"--output={log}", "--cpus-per-task=1", f"--mem-per-cpu={int(max(args.mem_per_cpu_gb, 4))}G",
+               "--kill-on-invalid-dep=yes"]
+    options += [f"--partition={args.partition}"] * bool(args.partition) + [f"--time={args.time}"] * bool(args.time)
+    options += [f"--{item.lstrip('-')}" for item in args.slurm_arg]
+    result = subprocess.run(["sbatch", *options], input=script, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise GPTStackError(f"sbatch refused the finishing job: {result.stderr.strip().splitlines()[-1:]}")
+    job_id = result.stdout.strip().split(";")[0]
+    record_slurm_jobs(work, "finish", job_id)
+    return job_id
