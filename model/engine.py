@@ -6,10 +6,7 @@ device and the communication backend.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-import socket
 import random
 from datetime import timedelta
 
@@ -26,12 +23,13 @@ def init_distributed(dist_env: DistEnv) -> None:
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
-    if dist_env.launcher == "single" and "MASTER_PORT" not in os.environ:
-        # One process needs a rendezvous port only for itself: take a free one, so several single-process
-        # runs (or one beside a multi-rank job on the default 29500) never collide.
-        dist_env = dataclasses.replace(dist_env, master_port=free_local_port())
     dist_env.apply()
     accelerator = get_accelerator()
+    if dist_env.world_size == 1:
+        # One process needs no rendezvous: an in-memory store instead of torch's TCPStore, which would open a
+        # port on every network interface of the machine. DeepSpeed then finds the group already initialised.
+        torch.distributed.init_process_group(accelerator.communication_backend_name(), store=torch.distributed.HashStore(),
+                                             rank=0, world_size=1, timeout=timedelta(minutes=30))
     if accelerator.device_name() != "cpu":
         accelerator.set_device(dist_env.local_rank)  # before the first collective: one GPU per rank
     # Quiet DeepSpeed's per-step info lines; warnings still show.
@@ -39,12 +37,6 @@ def init_distributed(dist_env: DistEnv) -> None:
     logger.setLevel("WARNING")
     deepspeed.init_distributed(dist_backend=accelerator.communication_backend_name(),
                                timeout=timedelta(minutes=30), verbose=False)
-
-
-def free_local_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def device() -> torch.device:

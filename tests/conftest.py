@@ -17,3 +17,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"{SHARED_DATA} is missing: the tests read real data from ../shared/data")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real two-node Slurm on loopback (tests/slurm_cluster.py), shared by the tests that submit jobs."""
+    from slurm_cluster import LocalSlurm
+
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), nodes=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from loopback_netns import LoopbackNetns
+
 HEAD_PORT = 6379  # our own network namespace: no other cluster can hold it
 
 
@@ -28,7 +30,7 @@ class LocalRay:
         self.addresses = [f"127.0.100.{i}" for i in range(1, nodes + 1)]
         self.cpus_per_node = cpus_per_node
         self.address = f"{self.addresses[0]}:{HEAD_PORT}"
-        self.netns = f"gptstack-ray-{os.getpid()}"
+        self.netns = LoopbackNetns(f"gptstack-ray-{os.getpid()}", tuple(self.addresses))
         # short: Ray's unix socket paths below it must stay under 107 characters
         self.dir = Path(tempfile.mkdtemp(prefix="gptray-", dir="/tmp"))
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
@@ -36,7 +38,7 @@ class LocalRay:
         self._groups: list[subprocess.Popen] = []
 
     def in_netns(self, cmd: list[str]) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *cmd]
+        return self.netns.wrap(cmd)
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
         """A command inside the cluster's network namespace, with the cluster's token."""
@@ -44,10 +46,7 @@ class LocalRay:
                               env=self.env, timeout=timeout, **kwargs)
 
     def start(self) -> "LocalRay":
-        subprocess.run(["ip", "netns", "add", self.netns], check=True)
-        subprocess.run(self.in_netns(["ip", "link", "set", "lo", "up"]), check=True)
-        for address in self.addresses:
-            subprocess.run(self.in_netns(["ip", "addr", "add", f"{address}/32", "dev", "lo"]), check=True)
+        self.netns.create()
         for index, address in enumerate(self.addresses):
             role = ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false"] if index == 0 else [
                 "--address", self.address]
@@ -120,5 +119,5 @@ class LocalRay:
             except ProcessLookupError:
                 pass
             group.wait()
-        subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
+        self.netns.delete()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from loopback_netns import LoopbackNetns
+
 PACKAGES = {"slurmctld": "slurmctld", "slurmd": "slurmd", "sbatch": "slurm-client", "munged": "munge",
             "nsenter": "util-linux", "ip": "iproute2"}
 CTLD_PORT = 16817
@@ -51,21 +53,13 @@ class LocalSlurm:
         self.cpus = cpus or os.cpu_count() or 2
         self.conf = self.dir / "etc" / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
-        self.netns = f"gptstack-slurm-{os.getpid()}"
+        self.netns = LoopbackNetns(f"gptstack-slurm-{os.getpid()}",
+                                   tuple(f"127.0.100.{i}" for i in range(1, nodes + 1)))
         self._started_pids: list[int] = []
         self._munged_pid: int | None = None
 
     def in_netns(self, cmd: list[str]) -> list[str]:
-        """cmd run inside the cluster's loopback-only network namespace (nsenter keeps /sys, unlike ip netns exec)."""
-        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *cmd]
-
-    def _make_netns(self) -> None:
-        subprocess.run(["ip", "netns", "add", self.netns], check=True)
-        subprocess.run(self.in_netns(["ip", "link", "set", "lo", "up"]), check=True)
-        # the node addresses on lo; any address other than 127.0.0.1 also makes glibc's getaddrinfo
-        # (AI_ADDRCONFIG) believe IPv4 is configured, which Slurm needs to resolve anything
-        for i in range(1, len(self.nodes) + 1):
-            subprocess.run(self.in_netns(["ip", "addr", "add", f"127.0.100.{i}/32", "dev", "lo"]), check=True)
+        return self.netns.wrap(cmd)
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def install(self) -> None:
@@ -153,7 +147,7 @@ class LocalSlurm:
         self.install()
         self._start_munge()
         self._write_config()
-        self._make_netns()
+        self.netns.create()
         subprocess.run(self.in_netns(["slurmctld", "-f", str(self.conf)]), check=True, env=self.env)
         self._started_pids.append(self._wait_pid(self.dir / "run" / "slurmctld.pid"))
         for node in self.nodes:
@@ -216,7 +210,7 @@ class LocalSlurm:
         self._kill_job_leftovers()
         if self._munged_pid:
             _kill_and_wait(self._munged_pid)
-        subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
+        self.netns.delete()
 
     def _kill_job_leftovers(self) -> None:
         """Processes of our jobs that escaped process tracking carry our SLURM_CONF and a SLURM_JOB_ID."""

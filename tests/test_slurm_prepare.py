@@ -17,18 +17,9 @@ import pytest
 
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import read_manifest
-from slurm_cluster import LocalSlurm
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = ["--tasks", "3", "--no-dedup", "--val-tokens", "3000", "--shard-tokens", "20000"]
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), nodes=2)
-    cluster.start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="module")

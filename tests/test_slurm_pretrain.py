@@ -24,14 +24,6 @@ TRAIN_OVERRIDES = [f"--max-steps={STEPS}", "--set", "checkpoint.every=8", "--set
 
 
 @pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), nodes=2)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "sample"
     subprocess.run([sys.executable, "-m", "pipeline.prepare", "--corpus", "sample", "--limit", "600",

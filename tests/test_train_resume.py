@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cluster.env import SLURM_PORT_BASE, SLURM_PORT_SPAN
+from loopback_netns import shared_netns
 from train_support import (REPO_ROOT, TINY, descendants, free_port, make_shards, read_metrics, run_train, step_losses,
                            train_command, train_env)
 
@@ -119,7 +120,7 @@ def test_one_rank_checkpoint_resumes_on_two_slurm_tasks(shards, reference, tmp_p
     for task in range(2):
         env = dict(train_env(), SLURM_PROCID=str(task), SLURM_NTASKS="2", SLURM_LOCALID=str(task),
                    SLURM_NTASKS_PER_NODE="2", SLURM_JOB_NODELIST="127.0.0.1", SLURM_JOB_ID=job_id)
-        processes.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        processes.append(subprocess.Popen(shared_netns().wrap(command), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]

@@ -12,6 +12,8 @@ import numpy as np
 from pipeline.shards import file_sha256, shard_name, write_manifest, write_shard
 from pipeline.tokenizer import get_encoding
 
+from loopback_netns import shared_netns
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TEXT = REPO_ROOT.parent / "shared" / "data" / "text" / "dclm_majority_data.jsonl"
 
@@ -86,16 +88,19 @@ def train_env() -> dict:
 
 def train_command(nproc: int, args: list[str]) -> list[str]:
     """`python -m model.train ARGS` on 1 rank, or torchrun on nproc ranks on 127.0.0.1."""
-    if nproc == 1:
+    if nproc == 1:  # one process joins an in-memory store: no server at all
         return [sys.executable, "-m", "model.train", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
-            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "model.train", *args]
+    # torch's TCPStore listens on every interface: the ranks run in a loopback-only network namespace
+    return shared_netns().wrap([
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
+        "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "model.train", *args])
 
 
 def deepspeed_command(nproc: int, args: list[str]) -> list[str]:
     """The `deepspeed` launcher on this machine (it adds --local_rank=N to the trainer's arguments)."""
-    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_addr",
-            "127.0.0.1", "--master_port", str(free_port()), "--module", "model.train", *args]
+    return shared_netns().wrap([
+        sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), "--module", "model.train", *args])
 
 
 def run_train(nproc: int, args: list[str], timeout: int = 300, launcher: str = "torchrun",
