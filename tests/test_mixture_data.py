@@ -1,0 +1,139 @@
+"""MixtureBatches over real shard folders: the --data syntax, one tokenizer, one global stream for any number of
+ranks, resume on another world size and with changed weights."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.data import TokenBatches
+from model.mixture import MixtureError
+from model.mixture_data import (MixtureBatches, SourceSpec, check_one_tokenizer, parse_data_argument,
+                                source_specs)
+from pipeline.errors import ShardError
+from pipeline.shards import write_manifest, write_shard
+
+SEQ_LEN = 16
+# Token values are global positions, distinct across all folders: the first token of a row names its window
+# and its source.
+FOLDERS = {"zh": (0, 3000), "en": (20_000, 9000), "code": (40_000, 500)}
+
+
+def make_folder(root, name, first, train_tokens, tokenizer="gpt2"):
+    folder = root / name
+    folder.mkdir()
+    entries = []
+    for split, start, size in (("val", first, 200), ("train", first + 200, train_tokens)):
+        file = f"{split}_000000.bin"
+        write_shard(folder / file, np.arange(start, start + size, dtype=np.uint16))
+        entries.append({"file": file, "split": split, "tokens": size})
+    write_manifest(folder, {"format": "gptstack-shards", "version": 1, "tokenizer": tokenizer,
+                            "vocab_size": 50257 if tokenizer == "gpt2" else 100277, "shards": entries})
+    return folder
+
+
+@pytest.fixture()
+def specs(tmp_path):
+    weights = {"zh": 0.5, "en": 0.3, "code": 0.2}
+    return [SourceSpec(name, str(make_folder(tmp_path, name, first, size)), weights[name])
+            for name, (first, size) in FOLDERS.items()]
+
+
+def source_of(token: int) -> str:
+    return max((first, name) for name, (first, _) in FOLDERS.items() if first <= token)[1]
+
+
+def rows(loaders, steps):
+    """First token of every row, in stream order (rank 0's rows first at each step)."""
+    order = []
+    for _ in range(steps):
+        for loader in loaders:
+            x, y = loader.next_batch()
+            assert torch.equal(y - x, torch.ones_like(x))  # a window never crosses a shard or source end
+            order += x[:, 0].tolist()
+    return order
+
+
+def test_data_argument_and_source_entries():
+    assert parse_data_argument("data/fineweb-edu") is None
+    assert parse_data_argument("zh=data/zh-web:0.6,en=data/fineweb-edu:0.4") == [
+        {"dir": "data/zh-web", "weight": 0.6, "name": "zh"}, {"dir": "data/fineweb-edu", "weight": 0.4, "name": "en"}]
+    assert source_specs(parse_data_argument("data/wiki/:1")) == [SourceSpec("wiki", "data/wiki/", 1.0)]
+    with pytest.raises(MixtureError, match=r"\[NAME=\]DIR:WEIGHT"):
+        parse_data_argument("zh=data/zh-web:0.6,data/en")
+    with pytest.raises(MixtureError, match="named web"):
+        source_specs([{"dir": "a/web", "weight": 1}, {"dir": "b/web", "weight": 1}])
+    with pytest.raises(MixtureError, match="weight 'x'"):
+        source_specs([{"dir": "a", "weight": "x"}])
+    with pytest.raises(MixtureError, match="unknown key"):
+        source_specs([{"dir": "a", "weight": 1, "wieght": 2}])
+
+
+def test_two_tokenizers_are_refused_in_one_line(specs, tmp_path):
+    assert check_one_tokenizer(specs)["tokenizer"] == "gpt2"
+    other = SourceSpec("cl100k", str(make_folder(tmp_path, "cl", 60_000, 1000, tokenizer="cl100k_base")), 0.5)
+    with pytest.raises(ShardError) as refused:
+        check_one_tokenizer([*specs, other])
+    message = str(refused.value)
+    assert "\n" not in message and "'cl100k_base'" in message and "'gpt2'" in message and "zh" in message
+
+
+def test_rows_are_windows_of_their_source_in_the_mixture_shares(specs):
+    loader = MixtureBatches(specs, batch_size=50, seq_len=SEQ_LEN, seed=3)
+    first_tokens = rows([loader], 40)  # 2000 windows
+    counts = {name: sum(source_of(t) == name for t in first_tokens) for name in FOLDERS}
+    assert counts == pytest.approx({"zh": 1000, "en": 600, "code": 400}, abs=4)
+    for token in first_tokens:  # every row starts at a window boundary of its source's train shard
+        assert (token - FOLDERS[source_of(token)][0] - 200) % SEQ_LEN == 0
+    progress = loader.progress()
+    assert {n: p["windows"] for n, p in progress.items()} == counts
+    code_windows = (500 - 1) // SEQ_LEN
+    assert progress["code"]["epochs"] == pytest.approx(counts["code"] / code_windows)
+    assert progress["en"]["tokens"] == counts["en"] * SEQ_LEN
+
+
+def test_two_ranks_read_the_one_rank_stream_and_resume_on_three(specs):
+    single = rows([MixtureBatches(specs, batch_size=6, seq_len=SEQ_LEN)], 60)
+    two = [MixtureBatches(specs, batch_size=3, seq_len=SEQ_LEN, rank=r, world_size=2) for r in range(2)]
+    stream = rows(two, 25)
+    assert stream == single[:150]
+    state = json.loads(json.dumps(two[0].state_dict()))
+    assert state == two[1].state_dict()
+    three = [MixtureBatches(specs, batch_size=2, seq_len=SEQ_LEN, rank=r, world_size=3) for r in range(3)]
+    for loader in three:
+        assert loader.load_state_dict(state) is False
+    stream += rows(three, 35)
+    assert stream == single
+
+
+def test_weight_zero_source_is_never_read(specs):
+    off = [SourceSpec(s.name, s.dir, 0.0 if s.name == "en" else s.weight) for s in specs]
+    loader = MixtureBatches(off, batch_size=64, seq_len=SEQ_LEN)
+    assert not any(source_of(t) == "en" for t in rows([loader], 30))
+    assert loader.progress()["en"] == {"windows": 0, "tokens": 0, "epochs": 0.0}
+
+
+def test_changed_weights_at_resume_continue_every_source(specs):
+    before = MixtureBatches(specs, batch_size=40, seq_len=SEQ_LEN, seed=8)
+    seen = rows([before], 10)
+    state = json.loads(json.dumps(before.state_dict()))
+    annealed = [SourceSpec(s.name, s.dir, {"zh": 0.1, "en": 0.1, "code": 0.8}[s.name]) for s in specs]
+    after = MixtureBatches(annealed, batch_size=40, seq_len=SEQ_LEN, seed=8)
+    assert after.load_state_dict(state) is True
+    later = rows([after], 10)
+    assert sum(source_of(t) == "code" for t in later) == pytest.approx(320, abs=4)
+    for spec in specs:  # each source's rows continue its own stream: nothing repeated within an epoch
+        alone = MixtureBatches([SourceSpec(spec.name, spec.dir, 1.0)], batch_size=1, seq_len=SEQ_LEN, seed=8)
+        mine = [t for t in seen + later if source_of(t) == spec.name]
+        assert mine == [int(alone.window(k)[0]) for k in range(len(mine))], spec.name
+
+
+def test_states_that_cannot_continue_are_refused(specs):
+    one_folder = TokenBatches(specs[0].dir, seq_len=SEQ_LEN).state_dict()
+    with pytest.raises(ShardError, match="one shard folder"):
+        MixtureBatches(specs, seq_len=SEQ_LEN).load_state_dict(one_folder)
+    state = MixtureBatches(specs, seq_len=SEQ_LEN, seed=1).state_dict()
+    with pytest.raises(ShardError, match="seed=1"):
+        MixtureBatches(specs, seq_len=SEQ_LEN, seed=2).load_state_dict(state)
+    with pytest.raises(ShardError, match="seq_len=16"):
+        MixtureBatches(specs, seq_len=8, seed=1).load_state_dict(state)
