@@ -37,7 +37,7 @@ from model.data import TokenBatches  # noqa: E402
 from model.engine import learning_rate, model_state_bytes  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import Trainer  # noqa: E402
-from pipeline.shards import file_sha256, shard_name, write_manifest, write_shard  # noqa: E402
+from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,12 +49,9 @@ def make_random_shards(folder: Path, tokens: int = 2_000_000) -> Path:
     entries = []
     for index, (split, count) in enumerate([("val", 100_000), ("train", tokens)]):
         name = shard_name(split, index)
-        write_shard(folder / name, rng.integers(0, 50257, count, dtype=np.uint16))
-        entries.append({"file": name, "split": split, "tokens": count, "documents": 0,
-                        "sha256": file_sha256(folder / name)})
-    write_manifest(folder, {"format": "gptstack-shards", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257,
-                            "eot_token": 50256, "dtype": "uint16", "shards": entries, "totals": {},
-                            "skipped": {}, "command": "bench", "versions": {}, "created": ""})
+        digest = write_shard(folder / name, rng.integers(0, 50257, count, dtype=np.uint16))
+        entries.append(shard_entry(name, split, count, 0, digest))
+    write_manifest(folder, build_manifest(entries, "gpt2", 50257, 50256, command="bench"))
     return folder
 
 

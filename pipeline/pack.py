@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ShardError
-from pipeline.shards import shard_name, write_shard
+from pipeline.shards import shard_entry, shard_name, write_shard
 from pipeline.tokenize_step import task_stream_paths
 
 VAL_MAX_FRACTION = 0.1
@@ -82,8 +82,7 @@ def pack_shards(stream_folder, tasks: int, out_folder, val_tokens: int, shard_to
     for index, (split, start, end) in enumerate(bounds, start=0 if val_end else 1):
         name = shard_name(split, index)
         digest = write_shard(out_folder / name, stream.chunks(start, end))
-        entries.append({"file": name, "split": split, "tokens": end - start,
-                        "documents": stream.documents_ending_in(start, end), "sha256": digest})
+        entries.append(shard_entry(name, split, end - start, stream.documents_ending_in(start, end), digest))
         if progress:
             progress(end - start)
     return entries

@@ -5,17 +5,23 @@ A shard file is a 1024-byte header of 256 little-endian int32 followed by the to
     header[0] = 20240520 (magic)   header[1] = 1 (version)   header[2] = number of tokens   header[3:] = 0
 
 A shard folder holds `val_000000.bin`, `train_000001.bin`, `train_000002.bin`, ... and `manifest.json`, which is
-written last: a folder without a manifest is not a finished output. Every file is written under a temporary name
-in the same folder and renamed into place with `os.replace` once complete, so a reader never sees half a file.
+written last: a folder without a manifest is not a finished output. Every file is written atomically
+(pipeline/files.py), so a reader never sees half a file. This module owns the manifest too: `build_manifest` makes
+it from the shard entries, `read_manifest` reads and checks it, `commit_shard_folder` moves finished shards into a
+folder with the manifest last.
 """
 import hashlib
 import json
 import os
-import uuid
+import shutil
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
+
 import numpy as np
 
-from pipeline.errors import ShardError
+from pipeline.errors import InputError, ShardError
+from pipeline.files import atomic_file, atomic_write
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -26,6 +32,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "gptstack-shards"
 MANIFEST_VERSION = 1
 SPLITS = ("train", "val")
+SHARD_GLOB = "*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"  # every name `shard_name` makes
 
 
 def shard_name(split: str, index: int) -> str:
@@ -37,19 +44,6 @@ def make_header(num_tokens: int) -> np.ndarray:
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, num_tokens
     return header
-
-
-def _atomic_writer(path: Path):
-    """An open binary temp file in the same folder as `path` (so os.replace stays on one filesystem)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    return open(tmp, "xb"), tmp  # unlike mkstemp, honours the umask (shards are readable by others)
-
-
-def _commit(file, tmp: Path, path: Path) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
-    os.replace(tmp, path)
 
 
 def write_shard(path, tokens) -> str:
@@ -68,18 +62,12 @@ def write_shard(path, tokens) -> str:
     if num_tokens >= 2**31:
         raise ShardError(f"{path}: {num_tokens} tokens do not fit the int32 header; use smaller --shard-tokens")
     digest = hashlib.sha256()
-    file, tmp = _atomic_writer(path)
-    try:
+    with atomic_file(path) as file:
         parts = [make_header(num_tokens), *(np.ascontiguousarray(chunk, dtype=TOKEN_DTYPE) for chunk in chunks)]
         for part in parts:
             buffer = memoryview(part).cast("B")
             digest.update(buffer)
             file.write(buffer)
-        _commit(file, tmp, path)
-    except BaseException:
-        file.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return digest.hexdigest()
 
 
@@ -122,22 +110,64 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def shard_entry(file: str, split: str, tokens: int, documents: int, sha256: str) -> dict:
+    """One shard's entry in the manifest; `documents` counts the documents whose end-of-text token is in it."""
+    return {"file": file, "split": split, "tokens": int(tokens), "documents": int(documents), "sha256": sha256}
+
+
+def shard_totals(shards: list[dict]) -> dict:
+    totals = {"shards": len(shards), "documents": sum(s["documents"] for s in shards),
+              "tokens": sum(s["tokens"] for s in shards)}
+    for split in ("val", "train"):  # the folder's order
+        for key in ("tokens", "documents"):
+            totals[f"{split}_{key}"] = sum(s[key] for s in shards if s["split"] == split)
+    return totals
+
+
+def build_manifest(shards: list[dict], tokenizer: str, vocab_size: int, eot_token: int, **details) -> dict:
+    """The manifest of a shard folder: the format, the tokenizer, the shards (`shard_entry`) and their totals, then
+    `details` in the order given (how the folder was made: see `provenance` and pipeline/prepare.py)."""
+    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "tokenizer": tokenizer,
+                "vocab_size": vocab_size, "eot_token": eot_token, "dtype": "uint16", "shards": shards,
+                "totals": shard_totals(shards), **details}
+    check_manifest(manifest, MANIFEST_NAME)
+    return manifest
+
+
+def provenance(command: str) -> dict:
+    """The `command` that made a folder, the versions of the packages that shaped its bytes, and when."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for package in ("gptstack", "datatrove", "tiktoken", "numpy", "pyarrow"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return {"command": command, "versions": versions,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def check_manifest(manifest, where) -> None:
+    """Raise ShardError naming `where` unless `manifest` is one this code reads."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ShardError(f"{where}: not a {MANIFEST_FORMAT} manifest")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ShardError(f"{where}: unsupported manifest version {manifest.get('version')}")
+    for entry in manifest.get("shards", []):
+        if not isinstance(entry, dict) or entry.get("split") not in SPLITS or "file" not in entry:
+            raise ShardError(f"{where}: malformed shard entry {entry!r}")
+
+
 def write_manifest(directory, manifest: dict) -> Path:
     """Write manifest.json atomically (it is the commit point of a shard folder)."""
     path = Path(directory) / MANIFEST_NAME
-    file, tmp = _atomic_writer(path)
-    try:
-        file.write((json.dumps(manifest, indent=2) + "\n").encode())
-        _commit(file, tmp, path)
-    except BaseException:
-        file.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(manifest, indent=2) + "\n")
     return path
 
 
 def read_manifest(directory) -> dict:
-    """Load and sanity-check `manifest.json` of a shard folder; raises ShardError naming the file."""
+    """Load and check `manifest.json` of a shard folder; raises ShardError naming the file."""
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         if not Path(directory).is_dir():
@@ -147,14 +177,45 @@ def read_manifest(directory) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ShardError(f"{path}: unreadable manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ShardError(f"{path}: not a {MANIFEST_FORMAT} manifest")
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ShardError(f"{path}: unsupported manifest version {manifest.get('version')}")
-    for entry in manifest.get("shards", []):
-        if not isinstance(entry, dict) or entry.get("split") not in SPLITS or "file" not in entry:
-            raise ShardError(f"{path}: malformed shard entry {entry!r}")
+    check_manifest(manifest, path)
     return manifest
+
+
+def check_output_folder(folder: Path, tokenizer: str, unfinished_commit: bool, what: str = "--output") -> None:
+    """Refuse a folder new shards must not go into: not a folder, shards of another tokenizer, or shard files
+    without a manifest (unless `unfinished_commit`: our own run stopped while committing and may go on). Read-only;
+    raises InputError naming `what`."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {folder}: exists and is not a folder")
+    if (folder / MANIFEST_NAME).exists():
+        existing = read_manifest(folder)
+        if existing.get("tokenizer") != tokenizer:
+            raise InputError(f"{what} {folder}: holds shards of tokenizer {existing.get('tokenizer')!r}, not "
+                             f"{tokenizer!r}; choose another folder or delete it")
+    elif any(folder.glob(SHARD_GLOB)) and not unfinished_commit:
+        raise InputError(f"{what} {folder}: holds shard files but no {MANIFEST_NAME}; choose another folder or "
+                         "delete them")
+
+
+def commit_shard_folder(folder: Path, staged: Path, manifest: dict, companions: dict[str, Path | None]) -> None:
+    """Move the manifest's shards from `staged` into `folder`, replace its companion folders (name -> the folder
+    that takes its place, None: none) and write the manifest last.
+
+    The old manifest goes first, so a crash in this (short, rename-only) window leaves a folder that every reader
+    refuses, never one whose manifest lists files of two different runs.
+    """
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    new_files = {entry["file"] for entry in manifest["shards"]}
+    for name in sorted(new_files):
+        os.replace(staged / name, folder / name)
+    for stale in folder.glob(SHARD_GLOB):  # shards of an earlier, larger run
+        if stale.name not in new_files:
+            stale.unlink()
+    for name, replacement in companions.items():
+        shutil.rmtree(folder / name, ignore_errors=True)
+        if replacement is not None and replacement.exists():
+            os.replace(replacement, folder / name)
+    write_manifest(folder, manifest)
 
 
 def shard_paths(directory, split: str) -> list[Path]:

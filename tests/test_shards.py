@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ShardError
-from pipeline.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, file_sha256, open_shard, read_manifest,
-                             shard_paths, write_manifest, write_shard)
+from pipeline.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, build_manifest, file_sha256, open_shard,
+                             provenance, read_manifest, shard_entry, shard_paths, write_manifest, write_shard)
 
 
 def read_llmc_style(path):
@@ -103,6 +103,23 @@ def test_manifest_lists_shards_per_split(tmp_path):
     assert [p.name for p in shard_paths(tmp_path, "val")] == ["val_000000.bin"]
     with pytest.raises(ShardError, match="unknown split"):
         shard_paths(tmp_path, "test")
+
+
+def test_built_manifest_counts_each_split_and_reads_back(tmp_path):
+    entries = [shard_entry("val_000000.bin", "val", 10, 2, write_shard(tmp_path / "val_000000.bin", np.arange(10))),
+               shard_entry("train_000001.bin", "train", 30, 5, "0" * 64),
+               shard_entry("train_000002.bin", "train", 7, 1, "1" * 64)]
+    manifest = build_manifest(entries, "gpt2", 50257, 50256, skipped={}, **provenance("python -m test"))
+    assert list(manifest)[:8] == ["format", "version", "tokenizer", "vocab_size", "eot_token", "dtype", "shards",
+                                  "totals"]
+    assert manifest["totals"] == {"shards": 3, "documents": 8, "tokens": 47, "val_tokens": 10, "val_documents": 2,
+                                  "train_tokens": 37, "train_documents": 6}
+    assert manifest["command"] == "python -m test" and {"numpy", "datatrove"} <= set(manifest["versions"])
+    assert entries[0]["sha256"] == file_sha256(tmp_path / "val_000000.bin")
+    write_manifest(tmp_path, manifest)
+    assert read_manifest(tmp_path) == manifest
+    with pytest.raises(ShardError, match="malformed shard entry"):
+        build_manifest([shard_entry("x.bin", "test", 1, 1, "")], "gpt2", 50257, 50256)
 
 
 def test_bad_or_missing_manifest_is_rejected(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shards import file_sha256, shard_name, write_manifest, write_shard
+from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard
 from pipeline.tokenizer import get_encoding
 
 from loopback_netns import shared_netns
@@ -39,12 +39,9 @@ def make_shards(folder: Path, train_shards: int = 2) -> Path:
     entries = []
     for index, (split, part) in enumerate(pieces):
         name = shard_name(split, index)
-        write_shard(folder / name, part)
-        entries.append({"file": name, "split": split, "tokens": int(len(part)), "documents": 0,
-                        "sha256": file_sha256(folder / name)})
-    write_manifest(folder, {"format": "gptstack-shards", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257,
-                            "eot_token": 50256, "dtype": "uint16", "shards": entries, "totals": {}, "skipped": {},
-                            "command": "tests/train_support.py", "versions": {}, "created": ""})
+        entries.append(shard_entry(name, split, len(part), 0, write_shard(folder / name, part)))
+    write_manifest(folder, build_manifest(entries, "gpt2", encoding.n_vocab, encoding.eot_token,
+                                          command="tests/train_support.py"))
     return folder
 
 
