@@ -76,11 +76,6 @@ def get_encoding(name: str = "gpt2") -> tiktoken.Encoding:
         raise InputError(f"cannot load tokenizer {name!r}: {type(e).__name__}: {e}") from None
 
 
-def eot_token(encoding: tiktoken.Encoding) -> int:
-    """The end-of-text id written after every document."""
-    return encoding.eot_token
-
-
 def check_fits_uint16(encoding: tiktoken.Encoding) -> None:
     """Refuse an encoding whose ids do not fit the uint16 shards."""
     if encoding.max_token_value >= UINT16_IDS:
