@@ -11,7 +11,7 @@ from model.mixture import MixtureError
 from model.mixture_data import (MixtureBatches, SourceSpec, check_one_tokenizer, parse_data_argument,
                                 source_specs)
 from pipeline.errors import ShardError
-from pipeline.shards import write_manifest, write_shard
+from pipeline.shards import build_manifest, file_sha256, shard_entry, write_manifest, write_shard
 
 SEQ_LEN = 16
 # Token values are global positions, distinct across all folders: the first token of a row names its window
@@ -26,9 +26,9 @@ def make_folder(root, name, first, train_tokens, tokenizer="gpt2"):
     for split, start, size in (("val", first, 200), ("train", first + 200, train_tokens)):
         file = f"{split}_000000.bin"
         write_shard(folder / file, np.arange(start, start + size, dtype=np.uint16))
-        entries.append({"file": file, "split": split, "tokens": size})
-    write_manifest(folder, {"format": "gptstack-shards", "version": 1, "tokenizer": tokenizer,
-                            "vocab_size": 50257 if tokenizer == "gpt2" else 100277, "shards": entries})
+        entries.append(shard_entry(file, split, size, 0, file_sha256(folder / file)))
+    vocab_size = 50257 if tokenizer == "gpt2" else 100277
+    write_manifest(folder, build_manifest(entries, tokenizer, vocab_size, vocab_size - 1))
     return folder
 
 
