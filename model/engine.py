@@ -1,12 +1,11 @@
-"""The DeepSpeed engine: distributed setup, the DeepSpeed config built from ours, AdamW and the LR schedule.
+"""The DeepSpeed engine: distributed setup, and the DeepSpeed config and engine built from ours.
 
-Everything about parallelism lives here and in cluster/; model/gpt.py knows nothing of it. The same code runs
-on CPU (DS_ACCELERATOR=cpu, gloo) and on CUDA GPUs (NCCL): DeepSpeed's accelerator abstraction picks the
-device and the communication backend.
+Everything about parallelism lives here and in cluster/; model/gpt.py knows nothing of it, and the optimizer and
+LR schedule the engine wraps are model/optim.py's. The same code runs on CPU (DS_ACCELERATOR=cpu, gloo) and on
+CUDA GPUs (NCCL): DeepSpeed's accelerator abstraction picks the device and the communication backend.
 """
 from __future__ import annotations
 
-import math
 import random
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ import torch
 
 from cluster.env import DistEnv
 from model.config import TrainConfig, batch_layout
-from model.gpt import GPT
+from model.gpt import GPT, count_parameters
 
 
 def init_distributed(dist_env: DistEnv) -> None:
@@ -50,39 +49,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """The learning rate of optimizer step `step` (0-based).
-
-    cosine: linear warmup to lr, then half a cosine down to min_lr at max_steps (GPT-3, nanoGPT).
-    wsd:    warmup-stable-decay (MiniCPM, DeepSeek LLM): linear warmup, constant lr, then a linear decay to
-            min_lr over the last `decay_fraction` of the steps. A run can be extended by resuming from a
-            checkpoint of the stable phase with a larger max_steps.
-    constant: linear warmup, then lr.
-    """
-    o, max_steps = config.optim, config.train.max_steps
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    if o.schedule == "constant":
-        return o.lr
-    if o.schedule == "cosine":
-        span = max(max_steps - o.warmup_steps, 1)
-        progress = min((step - o.warmup_steps) / span, 1.0)
-        return o.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (o.lr - o.min_lr)
-    decay_steps = int(round(o.decay_fraction * max_steps))
-    decay_start = max_steps - decay_steps
-    if step < decay_start or decay_steps == 0:
-        return o.lr
-    progress = min((step - decay_start) / decay_steps, 1.0)
-    return o.lr + progress * (o.min_lr - o.lr)
-
-
-def parameter_count(config: TrainConfig) -> int:
-    """Parameters of the configured GPT, from its shape alone (embedding tied with the output layer)."""
-    g = config.gpt_config()
-    per_layer = 12 * g.n_embd ** 2 + (13 * g.n_embd if g.bias else 0)  # attention 4d^2 + MLP 8d^2 (+ biases, LN)
-    return g.padded_vocab_size * g.n_embd + g.block_size * g.n_embd + g.n_layer * per_layer + 2 * g.n_embd
-
-
 def deepspeed_config(config: TrainConfig, world_size: int, load_universal: bool = False) -> dict:
     """Our config -> DeepSpeed's JSON config (https://www.deepspeed.ai/docs/config-json/)."""
     t = config.train
@@ -94,8 +60,8 @@ def deepspeed_config(config: TrainConfig, world_size: int, load_universal: bool 
         # elements, two of them with overlap_comm) are allocated whole and would eat ZeRO-2's gradient savings
         # on GPT-2-sized models: size them like Hugging Face's "auto" (n_embd^2), at least 1M elements so
         # small models do not pay for many tiny collectives, and never larger than the model.
-        n_embd = config.gpt_config().n_embd
-        bucket = min(int(5e8), parameter_count(config), max(n_embd * n_embd, 2**20))
+        gpt = config.gpt_config()
+        bucket = min(int(5e8), count_parameters(gpt, non_embedding=False), max(gpt.n_embd * gpt.n_embd, 2**20))
         zero.update({"overlap_comm": t.zero_stage in (1, 2), "contiguous_gradients": True,
                      "reduce_bucket_size": bucket, "allgather_bucket_size": bucket})
         if t.zero_stage == 3:
@@ -121,23 +87,11 @@ def deepspeed_config(config: TrainConfig, world_size: int, load_universal: bool 
     return ds
 
 
-def build_optimizer(model: GPT, config: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
-    """AdamW over GPT.param_groups: weight decay on matrices, none on biases and LayerNorm gains."""
-    o = config.optim
-    # fused=True is the fastest kernel on CUDA; on CPU the default (foreach) implementation is used.
-    extra = {"fused": True} if on_gpu else {}
-    return torch.optim.AdamW(model.param_groups(o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2),
-                             eps=o.eps, **extra)
-
-
-def build_engine(model: GPT, config: TrainConfig, world_size: int, load_universal: bool = False):
-    """Wrap model in a DeepSpeed engine with our AdamW and LR schedule. Returns the engine."""
+def build_engine(model: GPT, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 config: TrainConfig, world_size: int, load_universal: bool = False):
+    """Wrap model, its optimizer and LR scheduler (model/optim.py) in a DeepSpeed engine. Returns the engine."""
     import deepspeed
 
-    on_gpu = device().type != "cpu"
-    optimizer = build_optimizer(model, config, on_gpu)
-    base_lr = config.optim.lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate(step, config) / base_lr)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(config, world_size, load_universal))

@@ -272,3 +272,10 @@ class GPT(nn.Module):
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
+
+
+def count_parameters(config: GPTConfig, non_embedding: bool = True) -> int:
+    """GPT(config).num_parameters(non_embedding) without any weights: the model is built on the meta device,
+    which allocates nothing, so sizing a 1.5B model (DeepSpeed's buckets, the checkpoint's bytes) is instant."""
+    with torch.device("meta"):
+        return GPT(config).num_parameters(non_embedding)

@@ -10,7 +10,7 @@
 The order of a run: read and check everything (config, shards, checkpoint, output folder) on every rank before
 any process group exists, so bad input fails fast with one line; then join the group, build the engine, load
 the checkpoint, and loop: one optimizer step = grad_accum micro-batches per rank; log, evaluate and checkpoint
-on their schedules; checkpoint at the end or when request_stop() was called (preemption, issue 5).
+on their schedules; checkpoint at the end or when request_stop() was called (a signal before preemption).
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ from cluster.env import DistEnv, resolve_dist_env
 from model import checkpoint as ckpt
 from model.config import ConfigError, TrainConfig, batch_layout, load_config, save_config
 from model.data import TokenBatches
-from model.engine import build_engine, parameter_count, device, init_distributed, learning_rate, seed_everything
-from model.gpt import GPT
+from model.engine import build_engine, device, init_distributed, seed_everything
+from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
+from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from pipeline.errors import GPTStackError, ShardError, exit_with_error
 from pipeline.shards import file_sha256, read_manifest
 
@@ -78,7 +79,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def estimated_checkpoint_bytes(config: TrainConfig) -> int:
     """fp32 weights + Adam moments in the DeepSpeed checkpoint, plus the consolidated fp32 model/ copy."""
-    return parameter_count(config) * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
+    return count_parameters(config.gpt_config(), non_embedding=False) * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
 
 
 def check_output_folder(run_dir: Path, needed_bytes: int, keep_last: int) -> None:
@@ -183,7 +184,9 @@ class Trainer:
                       f"rank(s)) to a universal checkpoint for {env.world_size} rank(s)", flush=True)
                 ckpt.convert_to_universal(self.resume_from)
         torch.distributed.barrier()
-        self.engine = build_engine(model, c, env.world_size, load_universal=self.universal)
+        optimizer = build_optimizer(model, c.optim, fused=self.device.type != "cpu")
+        self.engine = build_engine(model, optimizer, build_lr_scheduler(optimizer, c), c, env.world_size,
+                                   load_universal=self.universal)
         seed_everything(c.train.seed + 1000 * env.rank + 1)  # per-rank stream (dropout) from here on
         self.step = 0
         if self.resume_from is not None:

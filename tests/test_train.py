@@ -14,7 +14,9 @@ import torch
 
 from model.data import TokenBatches
 from model.config import ConfigError, TrainConfig, batch_layout, load_config
-from model.engine import deepspeed_config, learning_rate
+from model.engine import deepspeed_config
+from model.gpt import GPT
+from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.train import Trainer
 from model.weights import load_model
 from cluster.env import resolve_dist_env
@@ -82,6 +84,8 @@ def test_deepspeed_config(stage, precision):
     assert ds["bf16"]["enabled"] == (precision == "bf16") and ds["fp16"]["enabled"] == (precision == "fp16")
     assert ds["fp16"]["loss_scale"] == 0  # dynamic loss scaling
     assert ds["gradient_clipping"] == 1.0
+    if stage:  # buckets of n_embd^2 elements, at least 1M, at most the model's 124M parameters
+        assert ds["zero_optimization"]["reduce_bucket_size"] == 2**20
     with pytest.raises(ConfigError, match="not divisible"):
         deepspeed_config(config, world_size=3)
 
@@ -97,6 +101,25 @@ def test_learning_rate_schedules():
     lrs = [learning_rate(s, config) for s in range(1001)]
     assert lrs[100] == lrs[799] == 1.0  # stable phase
     assert lrs[900] == pytest.approx(0.55) and lrs[1000] == pytest.approx(0.1)
+
+def test_optimizer_is_adamw_over_the_model_param_groups_with_the_schedule():
+    config = load_config(CONFIGS / "tiny-cpu.yaml", ["optim.warmup_steps=3", "train.max_steps=12"])
+    torch.manual_seed(0)
+    model = GPT(config.gpt_config())
+    optimizer = build_optimizer(model, config.optim, fused=False)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    expected = model.param_groups(config.optim.weight_decay)  # decayed matrices first, then biases and gains
+    assert [[id(p) for p in group["params"]] for group in optimizer.param_groups] == \
+        [[id(p) for p in group["params"]] for group in expected]
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.1, 0.0]
+    assert all(group["betas"] == (0.9, 0.95) and group["eps"] == 1e-8 for group in optimizer.param_groups)
+    scheduler = build_lr_scheduler(optimizer, config)
+    applied = []
+    for _ in range(12):
+        applied.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert applied == pytest.approx([learning_rate(step, config) for step in range(12)], rel=1e-12)
 
 
 # ---- a real run -----------------------------------------------------------------------------------------------
