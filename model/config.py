@@ -1,10 +1,12 @@
-"""The training configuration: YAML file -> `--set section.key=value` overrides -> one resolved, checked config.
+"""The training configuration: YAML file -> `--set section.key=value` -> command-line flags -> one checked config.
 
 A config is a handful of small dataclasses (one per concern, like the sections of the YAML file). Every key is
 declared here with its type and default, so a misspelt key in a file or on the command line is an error naming
-the key, never a silently ignored setting. The resolved config is written to RUN_DIR/config.yaml.
+the key, never a silently ignored setting. Values are read by the type their key declares, wherever they are
+written (see _TextLoader). The resolved config is written to RUN_DIR/config.yaml; `python -m model.train
+--print-config` shows it with the model and batch it gives (describe()).
 
-    model:      which GPT (a named size from model.gpt plus optional field overrides)
+    model:      which GPT: a named size from model.gpt, plus any GPTConfig field
     data:       where the shards are and how they are cut
     train:      steps, batch size in tokens, ZeRO stage, precision, clipping, seeds
     optim:      AdamW and the learning-rate schedule
@@ -19,10 +21,11 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import yaml
 
-from model.gpt import GPTConfig, ModelConfigError
+from model.gpt import GPTConfig, ModelConfigError, count_parameters
 from pipeline.errors import GPTStackError
 
 
@@ -30,24 +33,14 @@ class ConfigError(GPTStackError):
     """A config file, key or value that cannot be used."""
 
 
-@dataclass
-class ModelSection:
-    name: str = "gpt2"  # a size of model.gpt.NAMED_CONFIGS: gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, mini, small
-    # Optional overrides of that size's fields (null = keep the named size's value).
-    block_size: int | None = None
-    n_layer: int | None = None
-    n_head: int | None = None
-    n_embd: int | None = None
-    dropout: float | None = None
-    bias: bool | None = None
-
-    def gpt_config(self, activation_checkpointing: bool = False) -> GPTConfig:
-        overrides = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                     if f.name != "name" and getattr(self, f.name) is not None}
-        try:
-            return GPTConfig.from_name(self.name, activation_checkpointing=activation_checkpointing, **overrides)
-        except ModelConfigError as e:
-            raise ConfigError(str(e)) from None
+# The model section: `name`, a size of model.gpt.NAMED_CONFIGS (gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, mini,
+# small), then any GPTConfig field to change (null = the named size's value). Its keys are read from GPTConfig, so a
+# field added to the model can be set here as soon as it exists. activation_checkpointing is the one exception: it
+# changes how a step is computed, not the model, and is set as train.activation_checkpointing.
+_GPT_FIELD_TYPES = typing.get_type_hints(GPTConfig)
+ModelSection = dataclasses.make_dataclass("ModelSection", [("name", str, field(default="gpt2"))] + [
+    (f.name, _GPT_FIELD_TYPES[f.name] | None, field(default=None))
+    for f in dataclasses.fields(GPTConfig) if f.name != "activation_checkpointing"])
 
 
 @dataclass
@@ -126,7 +119,14 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def gpt_config(self) -> GPTConfig:
-        return self.model.gpt_config(self.train.activation_checkpointing)
+        """The model to build: the named size, with the model section's fields that are set."""
+        fields = {key: value for key, value in dataclasses.asdict(self.model).items()
+                  if key != "name" and value is not None}
+        try:
+            return GPTConfig.from_name(self.model.name, activation_checkpointing=self.train.activation_checkpointing,
+                                       **fields)
+        except ModelConfigError as e:
+            raise ConfigError(str(e)) from None
 
 
 CHOICES = {
@@ -136,8 +136,26 @@ CHOICES = {
 }
 
 
+class _TextLoader(yaml.SafeLoader):
+    """YAML whose scalars all stay text, except null: the type each key declares reads its value (_coerce).
+
+    PyYAML follows YAML 1.1, where 3e-4 is a string but 3.0e-4 a float, and a folder named 1e3 or 0123 would not
+    survive as text. Reading by the key's type is one rule for a config file and for --set: every float form is a
+    float where a float is declared, and a path is the text that was written.
+    """
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers
+            if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_NULL_TEXT = ("null", "Null", "NULL", "~")
+_BOOL_TEXT = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}  # YAML's spellings
+
+
 def _coerce(where: str, value, annotation):
-    """Check `value` against a field's type; ints are accepted for floats. Returns the (converted) value."""
+    """`value` as the type the key declares: text is read by that type, typed values are checked (ints are
+    accepted for floats). Returns the converted value."""
     args = typing.get_args(annotation)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), annotation) if args else annotation
@@ -145,10 +163,13 @@ def _coerce(where: str, value, annotation):
         if optional:
             return None
         raise ConfigError(f"{where}: null is not allowed (expected {base.__name__})")
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, str) and base is not str:
+        try:
+            value = _BOOL_TEXT[value.lower()] if base is bool else base(value)
+        except (KeyError, ValueError):
+            pass  # refused below, naming the text
+    elif base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     if not isinstance(value, base) or (base is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: {value!r} is not a{'n' if base is int else ''} {base.__name__}")
     return value
@@ -199,53 +220,36 @@ def set_value(config: TrainConfig, dotted_key: str, value, source: str) -> None:
     setattr(section, parts[1], checked)
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """`optim.lr=3e-4` -> ("optim.lr", 0.0003); the value is read as YAML (numbers, true/false, null, strings)."""
+def parse_override(text: str) -> tuple[str, str | None]:
+    """`optim.lr=3e-4` -> ("optim.lr", "3e-4"), `eval.hellaswag=null` -> ("eval.hellaswag", None). The text is
+    read by the key's type when it is set, exactly as a value in a config file is."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optim.lr=3e-4")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    # YAML 1.1 reads "3e-4" as a string (it wants "3.0e-4"); accept the form everyone types.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value.lower() for c in ".e") else int(value)
-        except ValueError:
-            pass
-    return key.strip(), value
+    return key.strip(), None if raw.strip() in _NULL_TEXT else raw
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then each `KEY=VALUE` override in order; then validate()."""
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
+                values: Mapping[str, object] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then each `--set KEY=VALUE` in order, then `values` (dotted key ->
+    typed value: the command line's own flags such as --data); then validate()."""
     config = TrainConfig()
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            from_file = yaml.load(path.read_text(), Loader=_TextLoader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
-        apply_values(config, _fix_yaml_floats(values), str(path))
+        apply_values(config, from_file, str(path))
     for text in overrides:
         key, value = parse_override(text)
         set_value(config, key, value, f"--set {key}")
+    for key, value in (values or {}).items():
+        set_value(config, key, value, key)
     validate(config)
     return config
-
-
-def _fix_yaml_floats(values):
-    """YAML 1.1 (PyYAML) reads 6e-4 as a string; read such strings as the numbers they are."""
-    if isinstance(values, dict):
-        return {k: _fix_yaml_floats(v) for k, v in values.items()}
-    if isinstance(values, str):
-        try:
-            return float(values) if "e" in values.lower() and not values.isalpha() else values
-        except ValueError:
-            return values
-    return values
 
 
 def validate(config: TrainConfig) -> None:
@@ -285,6 +289,30 @@ def batch_layout(config: TrainConfig, world_size: int) -> tuple[int, int]:
             f"{t.micro_batch_size} x seq_len {config.data.seq_len} x {world_size} rank(s) = {per_micro_step}; "
             f"choose a tokens_per_step that is, or another micro_batch_size")
     return t.micro_batch_size, t.tokens_per_step // per_micro_step
+
+
+def batch_summary(config: TrainConfig, world_size: int) -> str:
+    """How one optimizer step's tokens are made up on `world_size` ranks."""
+    micro_batch, grad_accum = batch_layout(config, world_size)
+    return (f"{config.train.tokens_per_step:,} tokens/step = {micro_batch} seq x {config.data.seq_len} tokens x "
+            f"{world_size} rank(s) x {grad_accum} accumulation")
+
+
+def describe(config: TrainConfig, world_size: int) -> str:
+    """The resolved config as YAML, then the model and batch it gives as comments (so the text is still a
+    config file that can be saved and used)."""
+    gpt = config.gpt_config()
+    position_embedding = gpt.block_size * gpt.n_embd
+    shape = [
+        f"model {config.model.name}: {gpt.n_layer} layers, {gpt.n_head} heads of {gpt.n_embd // gpt.n_head} "
+        f"(width {gpt.n_embd}), context {gpt.block_size} tokens",
+        f"vocabulary: {gpt.vocab_size:,} tokens, padded to {gpt.padded_vocab_size:,} (a multiple of "
+        f"{gpt.vocab_multiple})",
+        f"parameters: {count_parameters(gpt):,} (+ {position_embedding:,} in the position embedding = "
+        f"{count_parameters(gpt, non_embedding=False):,})",
+        f"batch: {batch_summary(config, world_size)}",
+    ]
+    return config.to_yaml() + "".join(f"# {line}\n" for line in shape)
 
 
 def save_config(config: TrainConfig, run_dir: Path) -> Path:

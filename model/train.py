@@ -25,7 +25,7 @@ import torch
 
 from cluster.env import DistEnv, resolve_dist_env
 from model import checkpoint as ckpt
-from model.config import ConfigError, TrainConfig, batch_layout, load_config, save_config
+from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, describe, load_config, save_config
 from model.data import TokenBatches
 from model.engine import build_engine, device, init_distributed, seed_everything
 from model.gpt import GPT, count_parameters
@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="shard folder from `python -m pipeline.prepare` (= --set data.dir=DIR)")
     parser.add_argument("--run-dir", help="output folder: config.yaml, metrics, checkpoints (= --set run_dir=DIR)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (= --set train.max_steps=N)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config with the model's shape, parameter count and batch layout "
+                             "for this launch's world size, then exit without training")
     parser.add_argument("--resume", default="auto",
                         help="auto (default): continue from the latest valid checkpoint of the run folder, or "
                              "start fresh if it has none; none: start fresh (refused if the run folder already "
@@ -58,21 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.dir={args.data}")
-    if args.run_dir is not None:
-        overrides.append(f"run_dir={args.run_dir}")
-    if args.max_steps is not None:
-        overrides.append(f"train.max_steps={args.max_steps}")
-    # Paths must stay strings even when they look like numbers or YAML keywords.
-    config = load_config(args.config, [o for o in overrides if not o.startswith(("data.dir=", "run_dir="))])
-    for o in overrides:
-        if o.startswith("data.dir="):
-            config.data.dir = o.split("=", 1)[1]
-        elif o.startswith("run_dir="):
-            config.run_dir = o.split("=", 1)[1]
-    if not config.data.dir:
+    """--config, then every --set in order, then --data/--run-dir/--max-steps, which win."""
+    flags = {"data.dir": args.data, "run_dir": args.run_dir, "train.max_steps": args.max_steps}
+    config = load_config(args.config, args.overrides, {key: value for key, value in flags.items() if value is not None})
+    if not config.data.dir and not args.print_config:
         raise ConfigError("no training data: give --data DIR (a shard folder from `python -m pipeline.prepare`)")
     return config
 
@@ -199,8 +191,7 @@ class Trainer:
             where = f"resumed from {self.resume_from} at step {self.step}" if self.resume_from else "fresh start"
             print(f"model {c.model.name}: {self.num_parameters:,} parameters | {env.world_size} rank(s) "
                   f"({env.launcher}) on {self.device.type} | ZeRO-{c.train.zero_stage} {c.train.precision} | "
-                  f"{c.train.tokens_per_step:,} tokens/step = {self.micro_batch} seq x {c.data.seq_len} tokens x "
-                  f"{env.world_size} rank(s) x {self.grad_accum} accumulation | {where}", flush=True)
+                  f"{batch_summary(c, env.world_size)} | {where}", flush=True)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -331,7 +322,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         config = resolve_config(args)
-        trainer = Trainer(config, resolve_dist_env(), args.resume)
+        dist_env = resolve_dist_env()
+        if args.print_config:
+            if dist_env.is_main:
+                print(describe(config, dist_env.world_size), end="")
+            return 0
+        trainer = Trainer(config, dist_env, args.resume)
         stop_on_signals(trainer)
         if trainer.finished:
             if trainer.is_main:

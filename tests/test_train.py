@@ -1,5 +1,6 @@
-"""The trainer on one rank: config system, DeepSpeed config, LR schedules, a real run with metrics, HellaSwag,
-checkpoints and resume, and every kind of bad input failing with one line before any step."""
+"""The trainer on one rank: DeepSpeed config, optimizer and LR schedules, a real run with metrics, HellaSwag,
+checkpoints and resume, and every kind of bad input failing with one line before any step (the config file
+itself: tests/test_config.py)."""
 import ctypes
 import hashlib
 import json
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from model.data import TokenBatches
-from model.config import ConfigError, TrainConfig, batch_layout, load_config
+from model.config import ConfigError, TrainConfig, load_config
 from model.engine import deepspeed_config
 from model.gpt import GPT
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
@@ -26,53 +27,7 @@ CONFIGS = REPO_ROOT / "configs"
 HELLASWAG = REPO_ROOT.parent / "shared" / "data" / "eval" / "hellaswag_val.jsonl"
 
 
-# ---- config ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
-def test_every_shipped_config_loads(name):
-    config = load_config(CONFIGS / name, ["data.dir=somewhere"])
-    assert config.data.seq_len <= config.gpt_config().block_size
-
-
-def test_gpt2_124m_is_half_a_million_tokens_on_eight_gpus():
-    config = load_config(CONFIGS / "gpt2-124m.yaml")
-    assert config.train.tokens_per_step == 2**19
-    assert batch_layout(config, 8) == (64, 1)
-    assert batch_layout(config, 2) == (64, 4)  # fewer GPUs: same batch through accumulation
-    assert config.gpt_config().n_layer == 12 and config.train.precision == "bf16"
-
-
-def test_overrides_are_typed_and_applied_in_order():
-    config = load_config(CONFIGS / "tiny-cpu.yaml", ["optim.lr=3e-4", "train.zero_stage=2", "eval.hellaswag=null",
-                                                      "optim.lr=1e-3", "model.n_layer=3", "log.tensorboard=false"])
-    assert config.optim.lr == 1e-3 and isinstance(config.optim.lr, float)
-    assert config.train.zero_stage == 2 and config.model.n_layer == 3 and config.log.tensorboard is False
-    assert config.gpt_config().n_layer == 3
-
-
-@pytest.mark.parametrize("override, message", [
-    ("optim.lrr=1e-3", "unknown key 'optim.lrr'"),
-    ("optimizer.lr=1e-3", "unknown key 'optimizer.lr'"),
-    ("train.zero_stage=4", "is not one of 0, 1, 2, 3"),
-    ("train.precision=fp8", "is not one of bf16, fp16, fp32"),
-    ("train.max_steps=ten", "is not an int"),
-    ("train.tokens_per_step=1000", "not a multiple of"),
-    ("data.seq_len=4096", "exceeds the model's block_size"),
-    ("model.name=gpt5", "unknown model name"),
-    ("optim.lr", "expected KEY=VALUE"),
-])
-def test_bad_overrides_are_one_line_errors(override, message):
-    with pytest.raises(ConfigError, match=message) as caught:
-        load_config(CONFIGS / "tiny-cpu.yaml", [override])
-    assert "\n" not in str(caught.value)
-
-
-def test_unknown_key_in_a_yaml_file_names_file_and_key(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("train:\n  max_step: 10\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'train.max_step'"):
-        load_config(path)
-
-
+# ---- DeepSpeed config, optimizer and LR schedule -----------------------------------------------------------
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_deepspeed_config(stage, precision):
@@ -101,6 +56,7 @@ def test_learning_rate_schedules():
     lrs = [learning_rate(s, config) for s in range(1001)]
     assert lrs[100] == lrs[799] == 1.0  # stable phase
     assert lrs[900] == pytest.approx(0.55) and lrs[1000] == pytest.approx(0.1)
+
 
 def test_optimizer_is_adamw_over_the_model_param_groups_with_the_schedule():
     config = load_config(CONFIGS / "tiny-cpu.yaml", ["optim.warmup_steps=3", "train.max_steps=12"])
