@@ -8,7 +8,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from model.gpt import GPT, NAMED_CONFIGS, GPTConfig, ModelConfigError
+from model.gpt import GPT, NAMED_CONFIGS, GPTConfig, ModelConfigError, count_parameters
 
 
 def small_model(**overrides) -> GPT:
@@ -26,6 +26,16 @@ def test_named_gpt2_sizes_have_the_parameters_of_hugging_face_gpt2(name):
     padding = (config.padded_vocab_size - config.vocab_size) * config.n_embd
     assert ours.num_parameters(non_embedding=False) - padding == hf.num_parameters()
     assert ours.num_parameters() == ours.num_parameters(non_embedding=False) - config.block_size * config.n_embd
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_count_parameters_from_a_config_equals_the_built_model(bias):
+    config = GPTConfig(block_size=32, vocab_size=1000, n_layer=3, n_head=2, n_embd=32, bias=bias)
+    model = GPT(config)
+    for non_embedding in (True, False):
+        assert count_parameters(config, non_embedding) == model.num_parameters(non_embedding)
+    # 124,475,904: GPT-2 small with the vocabulary padded to 50,304 and the position embedding
+    assert count_parameters(GPTConfig.from_name("gpt2"), non_embedding=False) == 124_475_904
 
 
 def test_named_cpu_sizes_build_and_unknown_names_are_refused():
