@@ -33,6 +33,7 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
 from pipeline.errors import GPTStackError
+from pipeline.files import atomic_write
 
 STAGE_FILE = "{rank:05d}.jsonl.zst"  # what a document-passing stage writes per task
 STAGE_FILENAME_TEMPLATE = "${rank}.jsonl.zst"  # the same name for datatrove's JsonlWriter
@@ -66,10 +67,19 @@ def stage_fingerprint(stage: Stage, previous: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def input_signature(readers: list) -> list:
+    """Each reader's files with their size and modification time (when local): part of the read stage's config, so
+    that a changed input file makes the read stage, and every stage after it, start afresh on a rerun."""
+    signature = []
+    for reader in readers:
+        root = getattr(getattr(reader, "data_folder", None), "path", "")
+        for name in getattr(reader, "files", None) or [getattr(reader, "path", None)]:
+            try:
+                info = os.stat(os.path.join(root, name) if root else name)
+                signature.append([name, info.st_size, info.st_mtime_ns])
+            except (OSError, TypeError):  # remote (hf://, s3://): its name is all we check
+                signature.append([name])
+    return signature
 
 
 def _read_record(path: Path) -> dict:
@@ -144,10 +154,10 @@ def run_stages(stages: list[Stage], work: Path, run_stage: Callable, restart: bo
             if not resume:
                 for folder in [*stage.outputs, logging_dir]:
                     shutil.rmtree(folder, ignore_errors=True)
-                _write_json_atomically(record_path, {**fields, "done": False})
+                atomic_write(record_path, json.dumps({**fields, "done": False}))
             stats, seconds = run_stage(stage, str(logging_dir), resume)
             if all((logging_dir / "completions" / f"{rank:05d}").exists() for rank in range(stage.tasks)):
-                _write_json_atomically(record_path, {**fields, "done": True})
+                atomic_write(record_path, json.dumps({**fields, "done": True}))
                 runs[stage.name] = StageRun(stage.name, "resumed" if resume else "ran", stats, seconds)
             else:  # submitted to a scheduler (Slurm): finished later, checked by the next run
                 runs[stage.name] = StageRun(stage.name, "submitted", stats, seconds)

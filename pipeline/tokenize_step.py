@@ -3,8 +3,8 @@
 Each task encodes its documents in batches with tiktoken's `encode_ordinary` (special-token text such as
 "<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the end-of-text id
 after every document and appends the uint16 tokens to `<rank>.tokens`, and each document's token count (end-of-text
-included) as int64 to `<rank>.doc_tokens`. Both are written under temporary names and renamed when the task ends,
-so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these streams into shards.
+included) as int64 to `<rank>.doc_tokens`. Both are written atomically (pipeline/files.py): they appear when the
+task ends, so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these streams into shards.
 """
 import itertools
 import os
@@ -15,6 +15,7 @@ import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from pipeline.files import atomic_file
 from pipeline.tokenizer import check_fits_uint16, get_encoding
 
 
@@ -61,10 +62,9 @@ class TokenizeToStream(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         encoding = get_encoding(self.tokenizer)
         check_fits_uint16(encoding)
-        final_paths = task_stream_paths(self.output_folder, rank)
-        temp_paths = [path.with_name(path.name + ".tmp") for path in final_paths]
-        final_paths[0].parent.mkdir(parents=True, exist_ok=True)
-        with open(temp_paths[0], "wb") as tokens_file, open(temp_paths[1], "wb") as lengths_file, \
+        tokens_path, lengths_path = task_stream_paths(self.output_folder, rank)
+        tokens_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(tokens_path) as tokens_file, atomic_file(lengths_path) as lengths_file, \
                 ThreadPoolExecutor(max_workers=1) as encoder, ThreadPoolExecutor(self.threads) as pool:
             # Batch i is encoded in the background while the steps before us read and parse batch i + 1.
             pending = None
@@ -76,8 +76,6 @@ class TokenizeToStream(PipelineStep):
                 pending = next_pending
             if pending:
                 self._write(pending.result(), tokens_file, lengths_file)
-        for temp, final in zip(temp_paths, final_paths):
-            os.replace(temp, final)
         return
         yield  # a generator that yields nothing: datatrove drives the steps by iterating them
 

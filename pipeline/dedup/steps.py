@@ -28,6 +28,8 @@ from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 
+from pipeline.files import atomic_file, atomic_write
+
 # Reasons, in the order their pairs are merged: a document's reason is the first kind of match that joined it.
 REASONS = ("exact", "url", "near")
 HASH_BITS_MASK = (1 << 60) - 1  # datatrove's bucket reader stops at hashes >= 2**61 - 1: keep each part below
@@ -35,6 +37,10 @@ EXACT_NORMALISATION = TextNormConfig(lowercase=True, norm_whitespace=True, remov
                                      norm_unicode_diacritics=False, norm_numbers=False)
 SIGNATURE_FILE = "bucket_000/{rank:05d}.minhash.sig"  # the layout MinhashDedupBuckets reads
 SIGNATURE_DTYPE = np.dtype([("h0", "<u8"), ("h1", "<u8"), ("doc", "<u4")])
+
+
+def json_line(value) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode()
 
 
 def ids_path(folder, rank: int) -> Path:
@@ -58,12 +64,10 @@ class DocumentIds(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = ids_path(self.output_folder, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_file(path) as f:
             for document in data:
-                f.write(json.dumps(str(document.id), ensure_ascii=False) + "\n")
+                f.write(json_line(str(document.id)))
                 yield document
-        tmp.replace(path)
 
 
 def normalised_text(text: str) -> str:
@@ -123,9 +127,7 @@ class ContentSignatures(PipelineStep):
         records.sort(order=["h0", "h1", "doc"])
         path = Path(self.output_folder) / SIGNATURE_FILE.format(rank=rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(records.tobytes())
-        tmp.replace(path)
+        atomic_write(path, records.tobytes())
 
 
 class UnionFind:
@@ -210,18 +212,16 @@ class DedupClusters(PipelineStep):
             output.mkdir(parents=True, exist_ok=True)
             counts = dict.fromkeys(REASONS, 0)
             for stage_rank in range(self.stage_tasks):
-                path = removals_path(output, stage_rank)
-                with open(path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+                with atomic_file(removals_path(output, stage_rank)) as f:
                     for index, root, code in sorted(removed_by_rank.get(stage_rank, [])):
                         kept_at = split_position(root)
-                        f.write(json.dumps({"index": index, "reason": REASONS[code], "kept_id": kept_ids[root],
-                                            "kept_at": list(kept_at)}, ensure_ascii=False) + "\n")
+                        f.write(json_line({"index": index, "reason": REASONS[code], "kept_id": kept_ids[root],
+                                           "kept_at": list(kept_at)}))
                         counts[REASONS[code]] += 1
                         self.stat_update(f"removed_{REASONS[code]}")
-                path.with_suffix(".tmp").replace(path)
             clusters_kept = len({clusters.find(node) for node in reason_of})
-            (output / "summary.json").write_text(json.dumps({"removed": counts, "clusters": clusters_kept,
-                                                             "documents_in_clusters": len(reason_of)}))
+            atomic_write(output / "summary.json", json.dumps({"removed": counts, "clusters": clusters_kept,
+                                                              "documents_in_clusters": len(reason_of)}))
         return
         yield
 
