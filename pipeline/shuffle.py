@@ -20,7 +20,6 @@ import orjson
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.writers.jsonl import _json_default
 
 from pipeline.readers import contiguous_block
 from pipeline.stages import STAGE_FILE, Stage, StageReader, stage_record
@@ -60,8 +59,10 @@ class ShuffleScatter(PipelineStep):
                         path = Path(self.output_folder) / f"{bucket:05d}" / f"{rank:05d}.jsonl"
                         path.parent.mkdir(parents=True, exist_ok=True)
                         files[bucket] = open(path, "wb", buffering=1 << 16)  # "wb": a rerun task starts afresh
+                    # Documents come from stage files (JSON), so their metadata holds JSON types only: orjson
+                    # writes them as they were read, with no conversion of its own needed.
                     files[bucket].write(f"{key:016x}\t".encode() + orjson.dumps(
-                        stage_record(None, document), option=orjson.OPT_APPEND_NEWLINE, default=_json_default))
+                        stage_record(None, document), option=orjson.OPT_APPEND_NEWLINE))
                 self.stat_update("documents")
         finally:
             for file in files.values():
@@ -101,6 +102,16 @@ class ShuffleSort(PipelineStep):
         output.mv(name + ".tmp", name)
         return
         yield
+
+
+def add_shuffle_arguments(group) -> None:
+    """--seed and --shuffle-buckets, into an argparse parser or argument group."""
+    group.add_argument("--seed", type=int, default=1337,
+                       help="seed of the global shuffle of documents before tokenization: the same seed and input "
+                            "give the same shards, another seed another order (default: 1337)")
+    group.add_argument("--shuffle-buckets", type=int, default=DEFAULT_SHUFFLE_BUCKETS,
+                       help="the shuffle sorts the corpus in this many pieces, one in memory at a time (about corpus "
+                            f"size / N each); raise it for corpora beyond ~50 GB (default: {DEFAULT_SHUFFLE_BUCKETS})")
 
 
 def shuffle_stages(input_folder, folder, tasks: int, seed: int, buckets: int) -> list[Stage]:
