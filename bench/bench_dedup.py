@@ -34,7 +34,7 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupSi
 from pipeline.corpora import sample_corpus_path  # noqa: E402
 from pipeline.dedup import DedupConfig, dedup_stages, read_summary  # noqa: E402
 from pipeline.dedup.steps import DedupClusters  # noqa: E402
-from pipeline.prepare import make_executor  # noqa: E402
+from pipeline.executors import make_executor  # noqa: E402
 from pipeline.stages import run_stages, stage_writer  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

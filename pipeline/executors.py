@@ -11,7 +11,8 @@ Every stage is one run of a datatrove executor over the stage's tasks; the three
 
 Whatever the executor, a task that finished wrote its completion marker (`logs/<stage>/completions/<task>`), so a
 rerun of the same command skips it. Every folder must be on a filesystem all nodes share (the output folder, the
-input files).
+input files). The executors take `ExecutorSettings` (the `--executor` options) and `TaskCounts` (how many tasks and
+how many at once, from `size_tasks`); a local or Ray stage runs under a progress bar (pipeline/progress.py).
 """
 import argparse
 import json
@@ -26,6 +27,9 @@ from pathlib import Path
 from datatrove.executor.slurm import SlurmPipelineExecutor
 
 from pipeline.errors import GPTStackError, InputError
+from pipeline.files import atomic_write
+from pipeline.progress import run_with_progress
+from pipeline.stages import Stage
 from pipeline.tokenize_step import usable_cpus
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -54,16 +58,34 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                             "--slurm-arg qos=high (repeatable)")
 
 
-def check_executor_arguments(args: argparse.Namespace) -> None:
-    if args.cpus_per_task < 1:
-        raise InputError(f"--cpus-per-task must be at least 1, got {args.cpus_per_task}")
-    if args.mem_per_cpu_gb <= 0:
-        raise InputError(f"--mem-per-cpu-gb must be positive, got {args.mem_per_cpu_gb}")
-    for item in args.slurm_arg:
-        if "=" not in item or not item.split("=", 1)[0].strip("-"):
-            raise InputError(f"--slurm-arg {item!r}: expected KEY=VALUE, e.g. account=myproj")
-    if args.executor != "slurm" and (args.partition or args.time or args.slurm_arg):
-        raise InputError("--partition, --time and --slurm-arg apply to --executor slurm only")
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where and how the stages run: the options of `add_executor_arguments`, checked when made."""
+
+    executor: str = "local"  # one of EXECUTORS
+    ray_address: str = "auto"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 2
+    partition: str | None = None
+    time: str | None = None
+    slurm_args: tuple[str, ...] = ()  # "KEY=VALUE" sbatch options
+
+    def __post_init__(self):
+        if self.cpus_per_task < 1:
+            raise InputError(f"--cpus-per-task must be at least 1, got {self.cpus_per_task}")
+        if self.mem_per_cpu_gb <= 0:
+            raise InputError(f"--mem-per-cpu-gb must be positive, got {self.mem_per_cpu_gb}")
+        for item in self.slurm_args:
+            if "=" not in item or not item.split("=", 1)[0].strip("-"):
+                raise InputError(f"--slurm-arg {item!r}: expected KEY=VALUE, e.g. account=myproj")
+        if self.executor != "slurm" and (self.partition or self.time or self.slurm_args):
+            raise InputError("--partition, --time and --slurm-arg apply to --executor slurm only")
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    tasks: int  # pieces the input is split into (every stage passing documents on runs this many)
+    workers: int  # tasks running at the same time; -1: as many as Slurm has room for
 
 
 def connect_ray(address: str) -> int:
@@ -96,36 +118,38 @@ def input_file_count(readers: list) -> int | None:
     return sum(len(reader.files) for reader in readers)
 
 
-def size_tasks(args: argparse.Namespace, readers: list) -> None:
-    """Fill in `args.workers` (tasks running at once) and `args.tasks` (pieces of the input) when not given.
+def size_tasks(settings: ExecutorSettings, readers: list, tasks: int | None = None, workers: int | None = None,
+               limit: int | None = None) -> TaskCounts:
+    """`tasks` (pieces of the input) and `workers` (tasks running at once), each the given value or its default.
 
     workers: local = this machine's CPUs; ray = the cluster's CPUs / --cpus-per-task; slurm = no limit (-1: Slurm
     runs as many array tasks as it has room for). tasks: one per input file (readers split files between tasks:
     more tasks would idle), at most MAX_DEFAULT_TASKS; for a reader that splits records (the sample corpus), one
-    per worker; with --limit, 1, so that a quick run takes the first N documents on any machine.
+    per worker; with a `limit` on documents, 1, so that a quick run takes the first N documents on any machine.
     """
-    if args.workers is None:
-        if args.executor == "ray":
-            args.workers = max(1, connect_ray(args.ray_address) // args.cpus_per_task)
-        elif args.executor == "slurm":
-            args.workers = -1
+    if workers is None:
+        if settings.executor == "ray":
+            workers = max(1, connect_ray(settings.ray_address) // settings.cpus_per_task)
+        elif settings.executor == "slurm":
+            workers = -1
         else:
-            args.workers = usable_cpus()
-    if args.tasks is None:
-        if args.limit:
-            args.tasks = 1
+            workers = usable_cpus()
+    if tasks is None:
+        if limit:
+            tasks = 1
         else:
             files = input_file_count(readers)
-            args.tasks = max(1, min(files if files is not None else args.workers, MAX_DEFAULT_TASKS))
-    if args.executor == "local":  # (a pool of idle processes costs seconds to start)
-        args.workers = min(args.workers, args.tasks)
+            tasks = max(1, min(files if files is not None else workers, MAX_DEFAULT_TASKS))
+    if settings.executor == "local":  # (a pool of idle processes costs seconds to start)
+        workers = min(workers, tasks)
+    return TaskCounts(tasks, workers)
 
 
-def tokenizer_threads(args: argparse.Namespace) -> int:
+def tokenizer_threads(settings: ExecutorSettings, workers: int) -> int:
     """tiktoken threads per tokenize task: the CPUs of a task."""
-    if args.executor == "local":
-        return max(1, usable_cpus() // args.workers)
-    return args.cpus_per_task
+    if settings.executor == "local":
+        return max(1, usable_cpus() // workers)
+    return settings.cpus_per_task
 
 
 def all_tasks_completed(logging_dir, tasks: int) -> bool:
@@ -134,10 +158,10 @@ def all_tasks_completed(logging_dir, tasks: int) -> bool:
 
 
 def make_executor(steps: list, tasks: int, workers: int, logging_dir: str, resume: bool,
-                  args: argparse.Namespace | None = None, name: str = "stage", depends=None):
-    """The one place that chooses how a stage runs: `args.executor` (local when `args` is None), `workers` tasks at
-    a time (-1: no limit), skipping the tasks that have a completion marker when `resume`."""
-    executor = args.executor if args else "local"
+                  settings: ExecutorSettings = ExecutorSettings(), name: str = "stage", depends=None):
+    """The one place that chooses how a stage runs: `settings.executor` (default local), `workers` tasks at a time
+    (-1: no limit), skipping the tasks that have a completion marker when `resume`."""
+    executor = settings.executor
     workers = tasks if workers == -1 and executor != "slurm" else workers
     if executor == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -147,16 +171,17 @@ def make_executor(steps: list, tasks: int, workers: int, logging_dir: str, resum
     if executor == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
-        connect_ray(args.ray_address)
+        connect_ray(settings.ray_address)
         return RayPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir,
-                                   skip_completed=resume, cpus_per_task=args.cpus_per_task,
-                                   mem_per_cpu_gb=args.mem_per_cpu_gb)
+                                   skip_completed=resume, cpus_per_task=settings.cpus_per_task,
+                                   mem_per_cpu_gb=settings.mem_per_cpu_gb)
     return SlurmStageExecutor(
-        steps, tasks=tasks, workers=workers, logging_dir=logging_dir, skip_completed=resume, time=args.time,
-        partition=args.partition, cpus_per_task=args.cpus_per_task, mem_per_cpu_gb=args.mem_per_cpu_gb,
+        steps, tasks=tasks, workers=workers, logging_dir=logging_dir, skip_completed=resume, time=settings.time,
+        partition=settings.partition, cpus_per_task=settings.cpus_per_task, mem_per_cpu_gb=settings.mem_per_cpu_gb,
         job_name=f"prepare-{name}", qos=None, env_command=job_environment(), depends=depends,
         # a job whose dependency failed is cancelled instead of waiting forever
-        sbatch_args={"kill-on-invalid-dep": "yes", **dict(item.lstrip("-").split("=", 1) for item in args.slurm_arg)})
+        sbatch_args={"kill-on-invalid-dep": "yes",
+                     **dict(item.lstrip("-").split("=", 1) for item in settings.slurm_args)})
 
 
 @dataclass
@@ -164,18 +189,29 @@ class ExecutorFactory:
     """Makes and runs the executor of each stage; remembers the Slurm job of the stage before, which the next
     stage's jobs depend on."""
 
-    args: argparse.Namespace
+    settings: ExecutorSettings
+    workers: int  # TaskCounts.workers
     work: Path
+    documents: dict = field(default_factory=dict)  # stage name -> documents it will see when known (progress bars)
     submitted: list = field(default_factory=list)  # Slurm executors that launched jobs, in stage order
 
     def make(self, name: str, steps: list, tasks: int, logging_dir: str, resume: bool):
-        workers = self.args.workers if self.args.workers == -1 else min(self.args.workers, tasks)
-        return make_executor(steps, tasks, workers, logging_dir, resume, self.args, name,
+        workers = self.workers if self.workers == -1 else min(self.workers, tasks)
+        return make_executor(steps, tasks, workers, logging_dir, resume, self.settings, name,
                              depends=self.submitted[-1] if self.submitted else None)
+
+    def run_stage(self, stage: Stage, logging_dir: str, resume: bool) -> tuple[object, float]:
+        """Run one stage (the `run_stage` of pipeline.stages.run_stages) under a progress bar or, for Slurm, submit
+        it and return at once. Returns (stats, seconds)."""
+        executor = self.make(stage.name, stage.steps, stage.tasks, logging_dir, resume)
+        if self.settings.executor == "slurm":
+            return self.run(executor, stage.name, stage.tasks), 0.0
+        return run_with_progress(executor, stage, self.documents.get(stage.name),
+                                 lambda: self.run(executor, stage.name, stage.tasks))
 
     def run(self, executor, name: str, tasks: int):
         """Run one stage; for Slurm, submit it. Raises when a local/Ray task failed."""
-        if self.args.executor != "slurm":
+        if self.settings.executor != "slurm":
             stats = executor.run()
             if not all_tasks_completed(executor.logging_dir.path, tasks):
                 done = len(list((Path(executor.logging_dir.path) / "completions").glob("*")))
@@ -216,9 +252,7 @@ def record_slurm_jobs(work: Path, stage: str, job_id) -> None:
     path = Path(work) / SLURM_JOBS_FILE
     jobs = json.loads(path.read_text()) if path.exists() else {}
     jobs[stage] = str(job_id)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jobs))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(jobs))
 
 
 def check_no_slurm_jobs_running(work: Path) -> None:
@@ -243,20 +277,34 @@ def check_no_slurm_jobs_running(work: Path) -> None:
                          "(scancel), then run the command again")
 
 
-def submit_finishing_job(args: argparse.Namespace, argv: list[str], work: Path, after) -> str:
+def submit_finishing_job(settings: ExecutorSettings, argv: list[str], work: Path, after) -> str:
     """Submit the job that, once the last stage's jobs succeeded, runs this same command to write the shards."""
     command = shlex.join([sys.executable, "-m", "pipeline.prepare", *argv])
     script = "\n".join(["#!/bin/bash", job_environment(), f"cd {shlex.quote(os.getcwd())}",
                         f"export {FINISHING_ENV}=1", f"exec {command}", ""])
     log = Path(work) / "logs" / "finish-%j.out"
     options = ["--parsable", f"--dependency=afterok:{after.job_id}", "--job-name=prepare-finish",
-               f"--output={log}", "--cpus-per-task=1", f"--mem-per-cpu={int(max(args.mem_per_cpu_gb, 4))}G",
+               f"--output={log}", "--cpus-per-task=1", f"--mem-per-cpu={int(max(settings.mem_per_cpu_gb, 4))}G",
                "--kill-on-invalid-dep=yes"]
-    options += [f"--partition={args.partition}"] * bool(args.partition) + [f"--time={args.time}"] * bool(args.time)
-    options += [f"--{item.lstrip('-')}" for item in args.slurm_arg]
+    options += [f"--partition={settings.partition}"] * bool(settings.partition)
+    options += [f"--time={settings.time}"] * bool(settings.time)
+    options += [f"--{item.lstrip('-')}" for item in settings.slurm_args]
     result = subprocess.run(["sbatch", *options], input=script, capture_output=True, text=True)
     if result.returncode != 0:
         raise GPTStackError(f"sbatch refused the finishing job: {result.stderr.strip().splitlines()[-1:]}")
     job_id = result.stdout.strip().split(";")[0]
     record_slurm_jobs(work, "finish", job_id)
     return job_id
+
+
+def report_submitted(executors: ExecutorFactory, argv: list[str]) -> dict:
+    """--executor slurm: submit the job that writes the shards once the last stage succeeded, and say what was
+    submitted."""
+    work = executors.work
+    finish = submit_finishing_job(executors.settings, argv, work, executors.submitted[-1])
+    jobs = {executor.job_name: executor.job_id for executor in executors.submitted}
+    print("\nsubmitted to Slurm: " + ", ".join(f"{name} {job}" for name, job in jobs.items())
+          + f", then prepare-finish {finish} (writes the shards to {work.parent}/)")
+    print(f"  each stage's jobs start when the stage before succeeded; follow with `squeue --me`; logs in {work}/logs/"
+          f"\n  interrupted or failed? run the same command again: finished tasks are skipped")
+    return {"submitted": {**jobs, "prepare-finish": finish}}

@@ -3,11 +3,15 @@
 Prints what the manifest says (shards, tokens, documents, tokenizer), checks every shard's header, size and
 SHA-256 against it, and decodes the first tokens of one shard so you can read what the model will train on.
 Exits with an `error:` line naming the file when a check fails.
+
+`print_summary` is the report `pipeline.prepare` prints when it has written a folder, from the same manifest.
 """
 import argparse
+import json
 from pathlib import Path
 
 from pipeline.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.readers import SKIP_REASONS
 from pipeline.shards import file_sha256, open_shard, read_manifest
 from pipeline.tokenizer import get_encoding
 
@@ -70,6 +74,55 @@ def inspect(args: argparse.Namespace) -> None:
     text = get_encoding(manifest["tokenizer"]).decode(tokens.tolist())
     print(f"\n--- {name}, tokens {args.offset}..{args.offset + len(tokens)} decoded "
           f"(<|endoftext|> separates documents) ---\n{text}\n---")
+
+
+def count_skipped(rejected_folder: Path) -> dict[str, int]:
+    """Records the readers skipped, by reason, from the `rejected/*.jsonl` files they kept them in."""
+    counts: dict[str, int] = {}
+    for path in sorted(Path(rejected_folder).glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                reason = json.loads(line)["reason"]
+                counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def print_summary(output: Path, manifest: dict) -> None:
+    totals, skipped = manifest["totals"], manifest["skipped"]
+    print(f"\nwrote {output}/ ({manifest['tokenizer']}, vocab {manifest['vocab_size']:,}, "
+          f"end-of-text {manifest['eot_token']})")
+    print(f"  {'split':6} {'shards':>6} {'documents':>11} {'tokens':>14}")
+    for split in ("val", "train"):
+        count = sum(1 for s in manifest["shards"] if s["split"] == split)
+        print(f"  {split:6} {count:>6} {totals[split + '_documents']:>11,} {totals[split + '_tokens']:>14,}")
+    print(f"  {'total':6} {totals['shards']:>6} {totals['documents']:>11,} {totals['tokens']:>14,}")
+    if "cleaning" in manifest:
+        documents = manifest["cleaning"]["documents"]
+        print(f"  cleaning ({manifest['cleaning']['recipe']}, languages {manifest['cleaning']['languages']}): "
+              f"{documents['read']:,} documents read, {documents['kept']:,} kept, {documents['dropped']:,} dropped, "
+              f"{documents['failed']:,} failed; report: {output}/cleaning/report.md")
+    if manifest["dedup"]["enabled"]:
+        removed = manifest["dedup"]["removed"]
+        listed = ", ".join(f"{reason} {count:,}" for reason, count in removed.items())
+        print(f"  dedup: removed {sum(removed.values()):,} duplicates ({listed})"
+              + (f"; kept in {output}/duplicates/ with the id of the document kept" if any(removed.values()) else ""))
+    else:
+        print("  dedup: off" + (" (--dedup turns it on)" if manifest["corpus"] in ("fineweb", "fineweb-edu") else ""))
+    print(f"  shuffle: seed {manifest['shuffle']['seed']}")
+    seconds = max(manifest["tokenize_seconds"], 0.01)
+    print(f"  tokenize: {seconds:.1f} s, {totals['documents'] / seconds:,.0f} docs/s, "
+          f"{totals['tokens'] / seconds:,.0f} tokens/s"
+          + (" (resumed: stages and tasks an interrupted run had finished were reused)" if manifest["resumed"] else ""))
+    executor = manifest.get("executor")
+    if executor:
+        print(f"  executor: {executor['name']}, {executor['tasks']} tasks, "
+              f"{executor['workers'] or 'all'} at a time")
+    print("  stages: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in manifest["stage_seconds"].items()))
+    if skipped:
+        listed = ", ".join(f"{SKIP_REASONS.get(reason, reason)}: {count}" for reason, count in sorted(skipped.items()))
+        print(f"  skipped {sum(skipped.values())} records ({listed}); kept in {output}/rejected/")
+    else:
+        print("  skipped records: none")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,24 +1,22 @@
 """Turn a corpus into verified uint16 token shards: `python -m pipeline.prepare --corpus sample`.
 
-    read (datatrove reader, bad records skipped and kept; + cleaning recipe)  ->  dedup (exact, URL, MinHash)
-        ->  shuffle (seeded, whole corpus)  ->  tokenize (tiktoken, one stream per task)
-        ->  pack (val_000000.bin, train_000001.bin, ...)  ->  commit (shards renamed in, manifest.json last)
+    1. read      datatrove reader, bad records skipped and kept; + cleaning recipe    (pipeline/corpora.py, clean/)
+    2. dedup     exact, URL, MinHash                                                   (pipeline/dedup/)
+    3. shuffle   seeded, whole corpus                                                  (pipeline/shuffle.py)
+    4. tokenize  tiktoken, one stream per task                                         (pipeline/tokenize_step.py)
+    5. pack      val_000000.bin, train_000001.bin, ...; then commit: shards renamed in,
+                 manifest.json last                                                    (pipeline/pack.py, shards.py)
 
-Each stage before pack is its own run of the executor writing its own folder (pipeline/stages.py). Everything is
-first written inside OUTPUT/.prepare-work/; an earlier finished output in OUTPUT stays valid until the final commit,
-which only renames files. Interrupted? Run the same command again: finished stages and finished datatrove tasks are
+Steps 1-4 are each a run of the executor writing its own folder (pipeline/stages.py). Everything is first written
+inside OUTPUT/.prepare-work/; an earlier finished output in OUTPUT stays valid until the final commit, which only
+renames files. Interrupted? Run the same command again: finished stages and finished datatrove tasks are
 not redone. A different command or input refuses to mix with the unfinished work (`--restart` redoes what changed).
 Where the stages run (this machine, a Ray cluster, Slurm jobs) is `--executor` (pipeline/executors.py).
 """
 import argparse
-import json
-import os
 import shlex
 import shutil
 import sys
-import threading
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,23 +24,22 @@ from tqdm import tqdm
 from pipeline.clean import (add_cli_arguments, build_cleaning_steps, is_html_reader, parse_languages, recipe_for,
                             write_report)
 from pipeline.corpora import CORPORA, SourceOptions, corpus_readers
-from pipeline.dedup import DedupConfig, dedup_enabled, dedup_stages, parse_dedup_section, read_summary
+from pipeline.dedup import (DedupConfig, add_dedup_arguments, dedup_enabled, dedup_report, dedup_stages,
+                            parse_dedup_section)
 from pipeline.errors import GPTStackError, InputError, exit_with_error
-from pipeline.executors import (MAX_DEFAULT_TASKS, ExecutorFactory, add_executor_arguments, check_executor_arguments,
-                                check_no_slurm_jobs_running, size_tasks, submit_finishing_job, tokenizer_threads)
-from pipeline.executors import make_executor  # noqa: F401 (the one place an executor is chosen; bench/ uses it)
+from pipeline.executors import (MAX_DEFAULT_TASKS, ExecutorFactory, ExecutorSettings, add_executor_arguments,
+                                check_no_slurm_jobs_running, report_submitted, size_tasks, tokenizer_threads)
+from pipeline.files import check_writable_dir
+from pipeline.inspect import count_skipped, print_summary
 from pipeline.pack import VAL_MAX_FRACTION, pack_shards
-from pipeline.readers import SKIP_REASONS, LimitDocuments
-from pipeline.shards import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest, write_manifest
-from pipeline.shuffle import DEFAULT_SHUFFLE_BUCKETS, shuffle_stages
-from pipeline.stages import Stage, StageReader, run_stages, stage_writer
+from pipeline.readers import LimitDocuments
+from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
+from pipeline.shuffle import add_shuffle_arguments, shuffle_stages
+from pipeline.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.tokenize_step import TokenizeToStream
 from pipeline.tokenizer import check_fits_uint16, get_encoding
 
 WORK_FOLDER = ".prepare-work"
-SHARD_GLOB = "*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     corpora = "\n".join(f"  {name:12} {corpus.description}" for name, corpus in CORPORA.items())
     parser = argparse.ArgumentParser(
@@ -96,17 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_cli_arguments(parser)  # --recipe, --languages (pipeline/clean)
     add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/executors.py)
     group = parser.add_argument_group("dedup and shuffle (see README 'Deduplication and shuffling')")
-    group.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=None,
-                       help="remove exact duplicates (normalised text), documents of an already seen URL and near "
-                            "duplicates (MinHash, FineWeb's settings; a recipe's `dedup:` section changes them); "
-                            "every removed document is kept in OUTPUT/duplicates/ with the id of the one kept. "
-                            "Default: on, except for fineweb and fineweb-edu, which were deduplicated on the Hub")
-    group.add_argument("--seed", type=int, default=1337,
-                       help="seed of the global shuffle of documents before tokenization: the same seed and input "
-                            "give the same shards, another seed another order (default: 1337)")
-    group.add_argument("--shuffle-buckets", type=int, default=DEFAULT_SHUFFLE_BUCKETS,
-                       help="the shuffle sorts the corpus in this many pieces, one in memory at a time (about corpus "
-                            f"size / N each); raise it for corpora beyond ~50 GB (default: {DEFAULT_SHUFFLE_BUCKETS})")
+    add_dedup_arguments(group)  # --dedup (pipeline/dedup)
+    add_shuffle_arguments(group)  # --seed, --shuffle-buckets (pipeline/shuffle.py)
     args = parser.parse_args(argv)
     args.corpus = args.corpus or ("local" if args.input else "sample")
     for flag in ("shard_tokens", "workers", "tasks", "limit", "shuffle_buckets"):
@@ -117,172 +105,34 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise InputError(f"--val-tokens must be 0 or more, got {args.val_tokens}")
     if args.shard_tokens >= 2**31:
         raise InputError(f"--shard-tokens {args.shard_tokens} does not fit the shard header's int32 token count")
-    check_executor_arguments(args)
     return args
 
 
-def check_existing_output(output: Path, tokenizer: str) -> None:
-    """Refuse an output folder we must not write into (read-only checks)."""
-    if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output}: exists and is not a folder")
-    if (output / MANIFEST_NAME).exists():
-        existing = read_manifest(output)
-        if existing.get("tokenizer") != tokenizer:
-            raise InputError(f"--output {output}: holds shards of tokenizer {existing.get('tokenizer')!r}, not "
-                             f"{tokenizer!r}; choose another folder or delete it")
-    elif any(output.glob(SHARD_GLOB)) and not (output / WORK_FOLDER).is_dir():
-        # (shards without a manifest next to our work folder: our own run stopped while committing; it may go on)
-        raise InputError(f"--output {output}: holds shard files but no {MANIFEST_NAME}; choose another folder or "
-                         "delete them")
-
-
-def make_output_folder(output: Path) -> None:
-    """Create the output folder and prove it is writable, before any real work."""
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"--output {output}: not writable ({e.strerror or e})") from None
-
-
 def build_stages(readers: list, limit: int | None, cleaning: list, dedup: DedupConfig | None,
-                 tokenize: TokenizeToStream, work: Path, args: argparse.Namespace, read_config: dict) -> list[Stage]:
-    """The stages every document goes through, in order: read (+ clean) -> dedup -> shuffle -> tokenize.
-
-    Each is one run of the executor over `args.tasks` tasks (dedup's buckets and clusters use their own counts);
-    a stage's config (with the previous stage's) decides whether a rerun may reuse its output.
-    """
+                 tokenize: TokenizeToStream, work: Path, tasks: int, seed: int, shuffle_buckets: int,
+                 read_config: dict) -> list[Stage]:
+    """Steps 1-4, each one run of the executor over `tasks` tasks (dedup's buckets and clusters use their own
+    counts); a stage's config (with the previous stage's) decides whether a rerun may reuse its output."""
     documents = work / "documents"
     read = [*readers, *([LimitDocuments(limit)] if limit else []), *cleaning, stage_writer(documents)]
-    stages = [Stage("read", read, args.tasks, [documents, work / "rejected", work / "cleaning"], read_config)]
+    stages = [Stage("read", read, tasks, [documents, work / "rejected", work / "cleaning"], read_config)]
     if dedup:
-        stages += dedup_stages(dedup, documents, work / "dedup", args.tasks)
+        stages += dedup_stages(dedup, documents, work / "dedup", tasks)
         documents = work / "dedup" / "documents"
-    stages += shuffle_stages(documents, work / "shuffle", args.tasks, args.seed, args.shuffle_buckets)
-    stages.append(Stage("tokenize", [StageReader(work / "shuffle" / "documents"), tokenize], args.tasks,
+    stages += shuffle_stages(documents, work / "shuffle", tasks, seed, shuffle_buckets)
+    stages.append(Stage("tokenize", [StageReader(work / "shuffle" / "documents"), tokenize], tasks,
                         [Path(tokenize.output_folder)], {"tokenizer": tokenize.tokenizer}))
     return stages
 
 
-def input_signature(readers: list) -> list:
-    """Each reader's files with their size and modification time (when local), so that a changed input file makes
-    the read stage, and every stage after it, start afresh on a rerun."""
-    signature = []
-    for reader in readers:
-        root = getattr(getattr(reader, "data_folder", None), "path", "")
-        for name in getattr(reader, "files", None) or [getattr(reader, "path", None)]:
-            try:
-                info = os.stat(os.path.join(root, name) if root else name)
-                signature.append([name, info.st_size, info.st_mtime_ns])
-            except (OSError, TypeError):  # remote (hf://, s3://): its name is all we check
-                signature.append([name])
-    return signature
-
-
-def folder_bytes(folder: Path, pattern: str) -> int:
-    total = 0
-    for path in folder.glob(pattern):
-        try:
-            total += path.stat().st_size
-        except FileNotFoundError:  # renamed by its task in the meantime
-            pass
-    return total
-
-
-def run_with_progress(executor, stage: Stage, total_documents: int | None, run=None) -> tuple[object, float]:
-    """Run the executor (`run()`, default `executor.run()`) in a thread while a progress bar follows it: documents
-    and tokens per second for the tokenize stage (from the token files its tasks write), finished tasks for the
-    others. Returns (stats, seconds)."""
-    failure: list[BaseException] = []
-    stats: list = []
-
-    def target():
-        try:
-            stats.append((run or executor.run)())
-        except BaseException as e:  # re-raised in the main thread
-            failure.append(e)
-
-    start = time.time()
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    tokenizing = stage.name == "tokenize"
-    tokens_folder, completions = Path(stage.outputs[0]), Path(executor.logging_dir.path) / "completions"
-    with tqdm(total=total_documents if tokenizing else stage.tasks, unit="doc" if tokenizing else "task",
-              desc=stage.name, dynamic_ncols=True) as bar:
-        while thread.is_alive():
-            thread.join(0.5)
-            if tokenizing:
-                documents = folder_bytes(tokens_folder, "*.doc_tokens*") // 8
-                tokens = folder_bytes(tokens_folder, "*.tokens*") // 2
-                bar.update(documents - bar.n)
-                bar.set_postfix_str(f"{tokens / max(time.time() - start, 1e-9):,.0f} tok/s", refresh=False)
-            else:
-                bar.update(len(list(completions.glob("*"))) - bar.n if completions.is_dir() else 0)
-        if not tokenizing and not failure:
-            bar.update(stage.tasks - bar.n)
-    if failure:
-        error = failure[0]
-        if isinstance(error, GPTStackError):
-            raise error
-        raise GPTStackError(f"stage {stage.name} failed ({type(error).__name__}: {error}); logs in "
-                            f"{executor.logging_dir.path}/logs; the same command resumes") from error
-    return (stats[0] if stats else None), time.time() - start
-
-
-def count_skipped(rejected_folder: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path in sorted(rejected_folder.glob("*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                reason = json.loads(line)["reason"]
-                counts[reason] = counts.get(reason, 0) + 1
-    return counts
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": sys.version.split()[0]}
-    for package in ("gptstack", "datatrove", "tiktoken", "numpy", "pyarrow"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def commit(output: Path, work: Path, manifest: dict) -> None:
-    """Move the finished shards into `output` and write the manifest last.
-
-    The old manifest goes first, so a crash in this (short, rename-only) window leaves a folder that every reader
-    refuses, never one whose manifest lists files of two different runs.
-    """
-    (output / MANIFEST_NAME).unlink(missing_ok=True)
-    new_files = {entry["file"] for entry in manifest["shards"]}
-    for name in sorted(new_files):
-        os.replace(work / "staged" / name, output / name)
-    for stale in output.glob(SHARD_GLOB):  # shards of an earlier, larger run
-        if stale.name not in new_files:
-            stale.unlink()
-    for folder in ("rejected", "logs", "cleaning"):
-        shutil.rmtree(output / folder, ignore_errors=True)
-        if (work / folder).exists():
-            os.replace(work / folder, output / folder)
-    shutil.rmtree(output / "duplicates", ignore_errors=True)
-    if any((work / "dedup" / "removed").glob("*")):  # documents dedup removed, each with the id of the one kept
-        os.replace(work / "dedup" / "removed", output / "duplicates")
-    write_manifest(output, manifest)
-    shutil.rmtree(work, ignore_errors=True)
-
-
 def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
+    settings = ExecutorSettings(args.executor, args.ray_address, args.cpus_per_task, args.mem_per_cpu_gb,
+                                args.partition, args.time, tuple(args.slurm_arg))
     options = SourceOptions(input=args.input, subset=args.subset, hub_mirror=args.hub_mirror, text_key=args.text_key)
     # absolute: Ray and Slurm tasks run in other working folders
     output = Path(args.output or Path("data") / args.corpus).absolute()
     work = output / WORK_FOLDER
-    check_existing_output(output, args.tokenizer)
+    check_output_folder(output, args.tokenizer, unfinished_commit=work.is_dir())
     encoding = get_encoding(args.tokenizer)
     check_fits_uint16(encoding)
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
@@ -294,128 +144,57 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
     cleaning = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input, args.tokenizer)
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup)  # checked even when dedup is off
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
-    size_tasks(args, readers)  # --tasks/--workers defaults (with --executor ray: connects to the cluster)
+    counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
     check_no_slurm_jobs_running(work)
-    make_output_folder(output)  # the first thing written
+    check_writable_dir(output, "--output", InputError)  # the first thing written
 
-    # A stage is reused on a rerun only when it was produced by exactly this configuration (see pipeline/stages.py).
+    # Steps 1-4. A stage is reused on a rerun only when it was made by exactly this configuration (stages.py).
     read_config = {"corpus": args.corpus, "source": vars(options), "limit": args.limit,
                    "inputs": input_signature(readers),
                    "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages}
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
-
-    tokenize = TokenizeToStream(str(work / "tokens"), args.tokenizer, threads=tokenizer_threads(args))
-    stages = build_stages(readers, args.limit, cleaning, dedup, tokenize, work, args, read_config)
-    executors = ExecutorFactory(args, work)
-
-    def run_stage(stage: Stage, logging_dir: str, resume: bool):
-        executor = executors.make(stage.name, stage.steps, stage.tasks, logging_dir, resume)
-        if args.executor == "slurm":  # submits the stage's jobs and returns
-            return executors.run(executor, stage.name, stage.tasks), 0.0
-        total = args.limit if stage.name == "tokenize" and not dedup else None
-        return run_with_progress(executor, stage, total, lambda: executors.run(executor, stage.name, stage.tasks))
-
-    runs = run_stages(stages, work, run_stage, restart=args.restart)
+    tokenize = TokenizeToStream(str(work / "tokens"), args.tokenizer, tokenizer_threads(settings, counts.workers))
+    stages = build_stages(readers, args.limit, cleaning, dedup, tokenize, work, counts.tasks, args.seed,
+                          args.shuffle_buckets, read_config)
+    executors = ExecutorFactory(settings, counts.workers, work, {"tokenize": None if dedup else args.limit})
+    runs = run_stages(stages, work, executors.run_stage, restart=args.restart)
     if any(run.status == "submitted" for run in runs.values()):  # Slurm: the last job writes the shards
-        return report_submitted(args, argv, work, executors)
-    resume = any(run.status != "ran" for run in runs.values())
-    seconds = runs["tokenize"].seconds
+        return report_submitted(executors, argv)
     cleaned = None
     if cleaning:  # what the recipe kept and dropped, per step: cleaning/report.md (+ .png, .json)
         cleaned = write_report(str(work / "cleaning"), stages[0].steps, work / "logs" / "read" / "stats.json", recipe,
                                languages, args.input or args.corpus, recipe.report.get("examples", 3))
 
+    # Step 5: pack the token streams into shards, then commit them with the manifest.
     with tqdm(unit="tok", unit_scale=True, desc="write shards") as bar:
-        shards = pack_shards(work / "tokens", args.tasks, work / "staged", args.val_tokens, args.shard_tokens,
+        shards = pack_shards(work / "tokens", counts.tasks, work / "staged", args.val_tokens, args.shard_tokens,
                              progress=bar.update)
-    splits = {split: [s for s in shards if s["split"] == split] for split in ("val", "train")}
-    manifest = {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-        "tokenizer": args.tokenizer, "vocab_size": encoding.n_vocab, "eot_token": encoding.eot_token,
-        "dtype": "uint16", "shards": shards,
-        "totals": {"shards": len(shards), "documents": sum(s["documents"] for s in shards),
-                   "tokens": sum(s["tokens"] for s in shards),
-                   **{f"{split}_{key}": sum(s[key] for s in entries)
-                      for split, entries in splits.items() for key in ("tokens", "documents")}},
-        "skipped": count_skipped(work / "rejected"),
-        "corpus": args.corpus, "source": {k: v for k, v in vars(options).items() if v is not None},
-        "shard_tokens": args.shard_tokens, "val_tokens_requested": args.val_tokens,
-        "command": shlex.join(["python", "-m", "pipeline.prepare", *argv]),
-        "versions": package_versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tokenize_seconds": round(seconds, 2), "resumed": resume,
-    }
-    if cleaned:
-        manifest["cleaning"] = {"recipe": recipe.name, "languages": cleaned["languages"],
-                                "documents": cleaned["documents"], "report": "cleaning/report.md"}
-    manifest["dedup"] = {"enabled": False}
-    if dedup:
-        summary = read_summary(work / "dedup" / "clusters")
-        manifest["dedup"] = {"enabled": True, "config": dedup.as_dict(), "removed": summary["removed"],
-                             "clusters": summary["clusters"], "removed_documents": "duplicates/"}
-    manifest["shuffle"] = {"seed": args.seed, "buckets": args.shuffle_buckets}
-    manifest["stage_seconds"] = {name: round(run.seconds, 2) for name, run in runs.items()}
-    manifest["executor"] = {"name": args.executor, "tasks": args.tasks,
-                            "workers": None if args.workers == -1 else args.workers}  # None: as many as Slurm runs
-    if manifest["totals"]["tokens"] == 0:
+    if not shards:
         kept_none = f" or the cleaning recipe kept none (see {work / 'cleaning' / 'report.md'})" if cleaned else ""
         raise InputError(f"no document could be read from --corpus {args.corpus}"
                          f"{' --input ' + args.input if args.input else ''}{kept_none}; nothing written "
                          f"(skipped records are in {work / 'rejected'})")
-    commit(output, work, manifest)
+    cleaning_summary = {"recipe": recipe.name, "languages": cleaned["languages"], "documents": cleaned["documents"],
+                        "report": "cleaning/report.md"} if cleaned else None
+    manifest = build_manifest(
+        shards, args.tokenizer, encoding.n_vocab, encoding.eot_token, skipped=count_skipped(work / "rejected"),
+        corpus=args.corpus, source={k: v for k, v in vars(options).items() if v is not None},
+        shard_tokens=args.shard_tokens, val_tokens_requested=args.val_tokens,
+        **provenance(shlex.join(["python", "-m", "pipeline.prepare", *argv])),
+        tokenize_seconds=round(runs["tokenize"].seconds, 2), resumed=any(run.status != "ran" for run in runs.values()),
+        **({"cleaning": cleaning_summary} if cleaned else {}), dedup=dedup_report(dedup, work / "dedup"),
+        shuffle={"seed": args.seed, "buckets": args.shuffle_buckets},
+        stage_seconds={name: round(run.seconds, 2) for name, run in runs.items()},
+        executor={"name": settings.executor, "tasks": counts.tasks,  # workers None: as many as Slurm runs
+                  "workers": None if counts.workers == -1 else counts.workers})
+    removed = work / "dedup" / "removed"  # documents dedup removed, each with the id of the one kept
+    commit_shard_folder(output, work / "staged", manifest, {
+        "rejected": work / "rejected", "logs": work / "logs", "cleaning": work / "cleaning",
+        "duplicates": removed if any(removed.glob("*")) else None})
+    shutil.rmtree(work, ignore_errors=True)
     print_summary(output, manifest)
     return manifest
-
-
-def report_submitted(args: argparse.Namespace, argv: list[str], work: Path, executors: ExecutorFactory) -> dict:
-    """--executor slurm: submit the job that writes the shards once the last stage succeeded, and say what was
-    submitted."""
-    finish = submit_finishing_job(args, argv, work, executors.submitted[-1])
-    jobs = {executor.job_name: executor.job_id for executor in executors.submitted}
-    print("\nsubmitted to Slurm: " + ", ".join(f"{name} {job}" for name, job in jobs.items())
-          + f", then prepare-finish {finish} (writes the shards to {work.parent}/)")
-    print(f"  each stage's jobs start when the stage before succeeded; follow with `squeue --me`; logs in {work}/logs/"
-          f"\n  interrupted or failed? run the same command again: finished tasks are skipped")
-    return {"submitted": {**jobs, "prepare-finish": finish}}
-
-
-def print_summary(output: Path, manifest: dict) -> None:
-    totals, skipped = manifest["totals"], manifest["skipped"]
-    print(f"\nwrote {output}/ ({manifest['tokenizer']}, vocab {manifest['vocab_size']:,}, "
-          f"end-of-text {manifest['eot_token']})")
-    print(f"  {'split':6} {'shards':>6} {'documents':>11} {'tokens':>14}")
-    for split in ("val", "train"):
-        count = sum(1 for s in manifest["shards"] if s["split"] == split)
-        print(f"  {split:6} {count:>6} {totals[split + '_documents']:>11,} {totals[split + '_tokens']:>14,}")
-    print(f"  {'total':6} {totals['shards']:>6} {totals['documents']:>11,} {totals['tokens']:>14,}")
-    if "cleaning" in manifest:
-        documents = manifest["cleaning"]["documents"]
-        print(f"  cleaning ({manifest['cleaning']['recipe']}, languages {manifest['cleaning']['languages']}): "
-              f"{documents['read']:,} documents read, {documents['kept']:,} kept, {documents['dropped']:,} dropped, "
-              f"{documents['failed']:,} failed; report: {output}/cleaning/report.md")
-    if manifest["dedup"]["enabled"]:
-        removed = manifest["dedup"]["removed"]
-        listed = ", ".join(f"{reason} {count:,}" for reason, count in removed.items())
-        print(f"  dedup: removed {sum(removed.values()):,} duplicates ({listed})"
-              + (f"; kept in {output}/duplicates/ with the id of the document kept" if any(removed.values()) else ""))
-    else:
-        print("  dedup: off" + (" (--dedup turns it on)" if manifest["corpus"] in ("fineweb", "fineweb-edu") else ""))
-    print(f"  shuffle: seed {manifest['shuffle']['seed']}")
-    seconds = max(manifest["tokenize_seconds"], 0.01)
-    print(f"  tokenize: {seconds:.1f} s, {totals['documents'] / seconds:,.0f} docs/s, "
-          f"{totals['tokens'] / seconds:,.0f} tokens/s"
-          + (" (resumed: stages and tasks an interrupted run had finished were reused)" if manifest["resumed"] else ""))
-    executor = manifest.get("executor")
-    if executor:
-        print(f"  executor: {executor['name']}, {executor['tasks']} tasks, "
-              f"{executor['workers'] or 'all'} at a time")
-    print("  stages: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in manifest["stage_seconds"].items()))
-    if skipped:
-        listed = ", ".join(f"{SKIP_REASONS.get(reason, reason)}: {count}" for reason, count in sorted(skipped.items()))
-        print(f"  skipped {sum(skipped.values())} records ({listed}); kept in {output}/rejected/")
-    else:
-        print("  skipped records: none")
 
 
 def main(argv: list[str] | None = None) -> None:

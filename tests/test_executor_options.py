@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline.corpora import SourceOptions, corpus_readers
-from pipeline.executors import size_tasks
+from pipeline.executors import ExecutorSettings, size_tasks
 from pipeline.prepare import main as prepare_main
 from pipeline.prepare import parse_args
 from pipeline.tokenize_step import usable_cpus
@@ -14,8 +14,8 @@ from pipeline.tokenize_step import usable_cpus
 def sized(*argv, input_folder=None) -> tuple[int, int]:
     args = parse_args([*argv, *(["--input", str(input_folder)] if input_folder else [])])
     readers = corpus_readers(args.corpus, SourceOptions(input=args.input), "/nonexistent/rejected")
-    size_tasks(args, readers)
-    return args.tasks, args.workers
+    counts = size_tasks(ExecutorSettings(executor=args.executor), readers, args.tasks, args.workers, args.limit)
+    return counts.tasks, counts.workers
 
 
 def test_default_tasks_follow_the_input_files_and_workers_the_cpus(tmp_path):

@@ -10,6 +10,7 @@ Four runs of the executor, each depending on the one before (datatrove's MinHash
 
 See steps.py for the steps, config.py for the configuration (a recipe's `dedup:` section).
 """
+import argparse
 from pathlib import Path
 
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature
@@ -24,6 +25,15 @@ from pipeline.stages import SplitByRank, Stage, StageReader, stage_record, stage
 
 # An exact or URL hash is a "MinHash bucket" of two 60-bit hashes: datatrove's bucket step then pairs equal ones.
 CONTENT_HASH_CONFIG = MinhashConfig(num_buckets=1, hashes_per_bucket=2, hash_config=HashConfig(precision=64))
+
+
+def add_dedup_arguments(group) -> None:
+    """--dedup/--no-dedup, into an argparse parser or argument group."""
+    group.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=None,
+                       help="remove exact duplicates (normalised text), documents of an already seen URL and near "
+                            "duplicates (MinHash, FineWeb's settings; a recipe's `dedup:` section changes them); "
+                            "every removed document is kept in OUTPUT/duplicates/ with the id of the one kept. "
+                            "Default: on, except for fineweb and fineweb-edu, which were deduplicated on the Hub")
 
 
 def word_tokenizer(language: str):
@@ -69,5 +79,14 @@ def dedup_stages(config: DedupConfig, input_folder, folder, tasks: int) -> list[
     ]
 
 
-__all__ = ["DedupConfig", "parse_dedup_section", "dedup_enabled", "dedup_stages", "read_summary",
-           "ALREADY_DEDUPLICATED_CORPORA", "REASONS"]
+def dedup_report(config: DedupConfig | None, folder) -> dict:
+    """The manifest's `dedup` section: off, or the settings and what the stages in `folder` removed."""
+    if config is None:
+        return {"enabled": False}
+    summary = read_summary(Path(folder) / "clusters")
+    return {"enabled": True, "config": config.as_dict(), "removed": summary["removed"],
+            "clusters": summary["clusters"], "removed_documents": "duplicates/"}
+
+
+__all__ = ["DedupConfig", "parse_dedup_section", "dedup_enabled", "dedup_stages", "dedup_report", "read_summary",
+           "add_dedup_arguments", "ALREADY_DEDUPLICATED_CORPORA", "REASONS"]

@@ -1,0 +1,67 @@
+"""A progress bar for a stage that runs on a local or Ray executor.
+
+datatrove's executors report nothing until they return, so the stage runs in a thread while this one watches what
+its tasks leave on disk: the completion markers (`logs/<stage>/completions/<rank>`) for every stage, and, for the
+tokenize stage, the size of the token files its tasks are writing (8 bytes per document in `*.doc_tokens`, 2 per
+token in `*.tokens`), which gives documents and tokens per second while they run.
+"""
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from pipeline.errors import GPTStackError
+from pipeline.stages import Stage
+
+
+def folder_bytes(folder: Path, pattern: str) -> int:
+    total = 0
+    for path in folder.glob(pattern):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # renamed by its task in the meantime
+            pass
+    return total
+
+
+def run_with_progress(executor, stage: Stage, total_documents: int | None,
+                      run: Callable | None = None) -> tuple[object, float]:
+    """Run the executor (`run()`, default `executor.run()`) in a thread while a progress bar follows it: documents
+    and tokens per second for the tokenize stage (from the token files its tasks write), finished tasks for the
+    others. Returns (stats, seconds)."""
+    failure: list[BaseException] = []
+    stats: list = []
+
+    def target():
+        try:
+            stats.append((run or executor.run)())
+        except BaseException as e:  # re-raised in the main thread
+            failure.append(e)
+
+    start = time.time()
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    tokenizing = stage.name == "tokenize"
+    tokens_folder, completions = Path(stage.outputs[0]), Path(executor.logging_dir.path) / "completions"
+    with tqdm(total=total_documents if tokenizing else stage.tasks, unit="doc" if tokenizing else "task",
+              desc=stage.name, dynamic_ncols=True) as bar:
+        while thread.is_alive():
+            thread.join(0.5)
+            if tokenizing:
+                documents = folder_bytes(tokens_folder, "*.doc_tokens*") // 8
+                tokens = folder_bytes(tokens_folder, "*.tokens*") // 2
+                bar.update(documents - bar.n)
+                bar.set_postfix_str(f"{tokens / max(time.time() - start, 1e-9):,.0f} tok/s", refresh=False)
+            else:
+                bar.update(len(list(completions.glob("*"))) - bar.n if completions.is_dir() else 0)
+        if not tokenizing and not failure:
+            bar.update(stage.tasks - bar.n)
+    if failure:
+        error = failure[0]
+        if isinstance(error, GPTStackError):
+            raise error
+        raise GPTStackError(f"stage {stage.name} failed ({type(error).__name__}: {error}); logs in "
+                            f"{executor.logging_dir.path}/logs; the same command resumes") from error
+    return (stats[0] if stats else None), time.time() - start
