@@ -1,4 +1,5 @@
-"""Checkpoints: what is saved, the commit protocol, keeping the last K, and resuming on any number of ranks.
+"""Checkpoints: their layout and which is the latest, when to save, the commit protocol, keeping the last K, and
+resuming on any number of ranks.
 
 A checkpoint is one folder, RUN_DIR/checkpoints/step_000200/:
 
@@ -9,6 +10,16 @@ A checkpoint is one folder, RUN_DIR/checkpoints/step_000200/:
                             model.sample and model.convert read
     trainer_state.json      step, data-loader position (world-size free), world size, ZeRO stage, model shape
     universal/              only after a resume on another rank count: DeepSpeed's universal checkpoint
+
+Which checkpoint counts: a folder named step_N (never one ending in .tmp) inside RUN_DIR/checkpoints/. Its two
+readers need different parts of it, so there are two predicates over the one layout: the trainer resumes only
+from a *complete* checkpoint (`is_complete`: trainer_state.json, deepspeed/ and model/), while model.sample and
+model.convert need just its weights (`holds_weights`: model/model.safetensors). `latest()` answers both, and
+`python -m model.checkpoint latest RUN_DIR` answers slurm/pretrain.sh, so no two of them can disagree about the
+latest step.
+
+Schedule: `CheckpointManager.should_save` - every `checkpoint.every` steps, at the last step, and when a run
+stops early (a signal); never twice for one step.
 
 Commit protocol: every rank writes into step_000200.tmp/, all ranks meet at a barrier, then rank 0 writes
 trainer_state.json and renames the folder to step_000200. The rename is atomic, so a folder without .tmp always
@@ -25,47 +36,91 @@ exactly where it stopped, whatever the new world size.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
 import re
 import shutil
+import sys
 import time
-from argparse import Namespace
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from model.gpt import GPTConfig
-from model.weights import WEIGHTS_FILE, CheckpointError, save_weights
+from pipeline.errors import GPTStackError
+from pipeline.files import atomic_write, fsync_dir
 
-STEP_DIR = re.compile(r"^step_(\d{6,})$")
+CHECKPOINTS_DIR = "checkpoints"
+STEP_DIR = re.compile(r"^step_(\d+)$")  # step_000200; a name ending in .tmp is never a finished checkpoint
+MODEL_DIR = "model"  # a weights folder (model.weights): what model.sample and model.convert read
+WEIGHTS_FILE = "model.safetensors"  # inside MODEL_DIR, beside config.json
 STATE_FILE = "trainer_state.json"
 DEEPSPEED_TAG = "deepspeed"
 UNIVERSAL_TAG = "universal"
+RNG_DIR = "rng"
 # Fields of GPTConfig that decide the shapes of the weights; the others (dropout, activation checkpointing)
 # may change between runs.
 SHAPE_FIELDS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "vocab_multiple")
 
 
+class CheckpointError(GPTStackError):
+    """A checkpoint path that is missing, incomplete, corrupt or does not fit its config."""
+
+
+# ---- the layout: which folders are checkpoints, which is the latest ------------------------------------------
 def step_dir_name(step: int) -> str:
     return f"step_{step:06d}"
 
 
-def is_valid_checkpoint(path: Path) -> bool:
-    """A committed checkpoint: named step_N (no .tmp) and holding the files written before the commit."""
-    return (STEP_DIR.match(path.name) is not None and path.is_dir() and (path / STATE_FILE).is_file()
-            and (path / DEEPSPEED_TAG).is_dir() and (path / "model" / WEIGHTS_FILE).is_file())
+def step_number(path: Path) -> int | None:
+    """N of a folder named step_N, else None (a .tmp folder, anything else)."""
+    match = STEP_DIR.match(path.name)
+    return int(match.group(1)) if match else None
 
 
-def valid_checkpoints(checkpoints_dir: Path) -> list[Path]:
-    """Committed checkpoints of a run, oldest first."""
-    if not checkpoints_dir.is_dir():
+def holds_weights(path: Path) -> bool:
+    """A committed checkpoint whose model/ weights can be read (enough for model.sample and model.convert)."""
+    return step_number(path) is not None and (path / MODEL_DIR / WEIGHTS_FILE).is_file()
+
+
+def is_complete(path: Path) -> bool:
+    """A committed checkpoint holding everything written before the commit (enough to resume training)."""
+    return holds_weights(path) and (path / STATE_FILE).is_file() and (path / DEEPSPEED_TAG).is_dir()
+
+
+def checkpoints_dir(folder: Path) -> Path:
+    """Where a folder's step_N folders are: RUN_DIR/checkpoints for a run folder, else the folder itself."""
+    inner = Path(folder) / CHECKPOINTS_DIR
+    return inner if inner.is_dir() else Path(folder)
+
+
+def holds_steps(folder: Path) -> bool:
+    """The folder is a checkpoints folder: it holds step_N folders, finished or not."""
+    return any(step_number(p) is not None for p in folder.iterdir())
+
+
+def committed(folder: Path, accept: Callable[[Path], bool] = is_complete) -> list[Path]:
+    """The checkpoints of a run folder (or of its checkpoints/ folder) that `accept` takes, oldest first."""
+    folder = checkpoints_dir(folder)
+    if not folder.is_dir():
         return []
-    found = [p for p in checkpoints_dir.iterdir() if is_valid_checkpoint(p)]
-    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+    return sorted((p for p in folder.iterdir() if accept(p)), key=step_number)
+
+
+def latest(folder: Path, accept: Callable[[Path], bool] = is_complete) -> Path | None:
+    """The newest checkpoint of a run folder (or of its checkpoints/ folder) that `accept` takes, or None."""
+    found = committed(folder, accept)
+    return found[-1] if found else None
+
+
+def estimated_checkpoint_bytes(num_parameters: int) -> int:
+    """fp32 weights + Adam moments in the DeepSpeed checkpoint, plus the consolidated fp32 model/ copy."""
+    return num_parameters * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
 
 
 def read_trainer_state(checkpoint: Path) -> dict:
@@ -78,31 +133,28 @@ def read_trainer_state(checkpoint: Path) -> dict:
 
 def resolve_resume(resume: str, run_dir: Path) -> Path | None:
     """`--resume auto|none|PATH` -> the checkpoint folder to load, or None for a fresh start."""
-    checkpoints_dir = run_dir / "checkpoints"
     if resume == "none":
-        existing = valid_checkpoints(checkpoints_dir)
-        if existing:
+        existing = latest(run_dir)
+        if existing is not None:
             # Starting over would mix two runs' checkpoints and metrics in one folder and later delete the
             # old ones (keep_last): refuse instead of damaging them.
-            raise CheckpointError(f"run folder {run_dir} already holds checkpoints (latest {existing[-1].name}); "
+            raise CheckpointError(f"run folder {run_dir} already holds checkpoints (latest {existing.name}); "
                                   f"use --resume auto to continue it, or another --run-dir for a new run")
         return None
     if resume == "auto":
-        existing = valid_checkpoints(checkpoints_dir)
-        return existing[-1] if existing else None
+        return latest(run_dir)
     path = Path(resume)
     if not path.exists():
         raise CheckpointError(f"--resume {path}: no such checkpoint")
     if path.name.endswith(".tmp"):
         raise CheckpointError(f"--resume {path}: unfinished checkpoint (a .tmp folder is never valid)")
-    if not is_valid_checkpoint(path):
+    if not is_complete(path):
         # A run folder or its checkpoints/ folder: take the latest committed checkpoint in it.
-        for folder in (path / "checkpoints", path):
-            existing = valid_checkpoints(folder)
-            if existing:
-                return existing[-1]
-        raise CheckpointError(f"--resume {path}: not a checkpoint folder (step_N holding {STATE_FILE}, "
-                              f"{DEEPSPEED_TAG}/ and model/{WEIGHTS_FILE}) nor a run folder holding one")
+        found = latest(path)
+        if found is None:
+            raise CheckpointError(f"--resume {path}: not a checkpoint folder (step_N holding {STATE_FILE}, "
+                                  f"{DEEPSPEED_TAG}/ and {MODEL_DIR}/{WEIGHTS_FILE}) nor a run folder holding one")
+        return found
     return path
 
 
@@ -137,11 +189,12 @@ def convert_to_universal(checkpoint: Path) -> Path:
     tmp = checkpoint / f"{UNIVERSAL_TAG}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     workers = max(1, min(4, os.cpu_count() or 1))
-    ds_to_universal.main(Namespace(input_folder=str(checkpoint / DEEPSPEED_TAG), output_folder=str(tmp),
-                                   num_extract_workers=workers, num_merge_workers=max(1, workers // 2),
-                                   keep_temp_folder=False, strict=True, inject_missing_state=True))
+    ds_to_universal.main(argparse.Namespace(
+        input_folder=str(checkpoint / DEEPSPEED_TAG), output_folder=str(tmp), num_extract_workers=workers,
+        num_merge_workers=max(1, workers // 2), keep_temp_folder=False, strict=True, inject_missing_state=True))
     # The converter names its output by tag only through this file; load_checkpoint is given the tag directly.
     os.replace(tmp, target)
+    fsync_dir(checkpoint)
     return target
 
 
@@ -180,20 +233,21 @@ def full_fp32_state_dict(engine, keep: bool) -> dict[str, torch.Tensor]:
     return state
 
 
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class CheckpointManager:
-    def __init__(self, run_dir: Path, rank: int, world_size: int, keep_last: int):
-        self.dir = Path(run_dir) / "checkpoints"
+    """A run's checkpoints/ folder: when to save (the schedule), saving, loading, and keeping the last K."""
+
+    def __init__(self, run_dir: Path, rank: int, world_size: int, keep_last: int, every: int, last_step: int):
+        self.dir = Path(run_dir) / CHECKPOINTS_DIR
         self.rank, self.world_size, self.keep_last = rank, world_size, keep_last
+        self.every, self.last_step = every, last_step
+        self.saved_step: int | None = None  # the step whose checkpoint exists already (saved or resumed from)
+
+    def should_save(self, step: int, ending: bool = False) -> bool:
+        """Save after step `step`? Every `every` steps (0: never in between), at the last step, and whenever
+        the run ends there (`ending`: a stop on request, or the loop is over); never twice for one step."""
+        if step == self.saved_step:
+            return False
+        return ending or step >= self.last_step or (self.every > 0 and step % self.every == 0)
 
     def remove_unfinished(self) -> None:
         """Rank 0, at start: delete *.tmp folders left by a save (or a deletion) that was cut short."""
@@ -207,41 +261,49 @@ class CheckpointManager:
         """Write and commit checkpoint `step` (collective: every rank calls it)."""
         import torch.distributed as dist
 
+        # model.weights finds checkpoints through this module, so it is imported here rather than at the top.
+        from model.weights import save_weights
+
         final = self.dir / step_dir_name(step)
         tmp = final.with_name(final.name + ".tmp")
         try:
             if self.rank == 0:
                 shutil.rmtree(tmp, ignore_errors=True)
-                (tmp / "rng").mkdir(parents=True)
+                (tmp / RNG_DIR).mkdir(parents=True)
             dist.barrier()
             engine.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG, save_latest=False,
                                    client_state={"universal_checkpoint_info": {"universal_checkpoint_version": 0.4}})
-            torch.save(rng_state(), tmp / "rng" / f"rank_{self.rank:05d}.pt")
+            torch.save(rng_state(), self._rng_file(tmp))
             weights = full_fp32_state_dict(engine, keep=self.rank == 0)
             if self.rank == 0:
-                save_weights(engine.module, tmp / "model", state_dict=weights)
+                save_weights(engine.module, tmp / MODEL_DIR, state_dict=weights)
             dist.barrier()  # every rank has written its part
             if self.rank == 0:
                 state = dict(trainer_state, step=step, world_size=self.world_size,
                              model=asdict(engine.module.config), saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                _write_json(tmp / STATE_FILE, state)
+                atomic_write(tmp / STATE_FILE, json.dumps(state, indent=2) + "\n")
                 if final.exists():  # a stale copy of the same step (e.g. --resume PATH of an older step)
                     doomed = final.with_name(final.name + ".old.tmp")
                     os.replace(final, doomed)
                     shutil.rmtree(doomed, ignore_errors=True)
                 os.replace(tmp, final)  # the commit point
+                fsync_dir(self.dir)  # the rename itself on disk before older checkpoints are deleted
                 self._prune()
             dist.barrier()
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {tmp}: {e.strerror or e}; "
                                   f"earlier checkpoints are untouched") from None
+        self.saved_step = step
         return final
 
     def _prune(self) -> None:
-        for old in valid_checkpoints(self.dir)[:-self.keep_last]:
+        for old in committed(self.dir)[:-self.keep_last]:
             doomed = old.with_name(old.name + ".tmp")  # invalid first, then deleted: never half a checkpoint
             os.replace(old, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
+
+    def _rng_file(self, checkpoint: Path) -> Path:
+        return checkpoint / RNG_DIR / f"rank_{self.rank:05d}.pt"
 
     def load(self, engine, checkpoint: Path, universal: bool) -> dict:
         """Load DeepSpeed state (or its universal form) and this rank's RNG; return trainer_state.json."""
@@ -259,7 +321,31 @@ class CheckpointManager:
             # hyperparameters (weight decay 0.1 on biases and LayerNorms too): put back the configured ones.
             for group, hyperparameters in zip(inner.param_groups, configured):
                 group.update(hyperparameters)
-        rng_file = checkpoint / "rng" / f"rank_{self.rank:05d}.pt"
+        rng_file = self._rng_file(checkpoint)
         if state["world_size"] == self.world_size and rng_file.is_file():
             set_rng_state(torch.load(rng_file, weights_only=False))
+        self.saved_step = state["step"]
         return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m model.checkpoint latest RUN_DIR`: the checkpoint `--resume auto` would continue from."""
+    parser = argparse.ArgumentParser(prog="python -m model.checkpoint",
+                                     description="Questions about a training run's checkpoints (for job scripts).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    latest_parser = commands.add_parser(
+        "latest", help="print the newest complete checkpoint of RUN_DIR (what --resume auto continues from); "
+                       "print nothing and exit 1 when there is none")
+    latest_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                               help="a run folder (or its checkpoints/ folder)")
+    latest_parser.add_argument("--step", action="store_true", help="print its step number instead of its path")
+    args = parser.parse_args(argv)
+    found = latest(args.run_dir)
+    if found is None:
+        return 1
+    print(step_number(found) if args.step else found)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,7 @@ import yaml
 
 from model.gpt import GPTConfig, ModelConfigError, count_parameters
 from pipeline.errors import GPTStackError
+from pipeline.files import atomic_write
 
 
 class ConfigError(GPTStackError):
@@ -316,9 +317,7 @@ def describe(config: TrainConfig, world_size: int) -> str:
 
 
 def save_config(config: TrainConfig, run_dir: Path) -> Path:
-    """Write RUN_DIR/config.yaml atomically (a temp file beside it, then os.replace)."""
+    """Write RUN_DIR/config.yaml atomically."""
     path = Path(run_dir) / "config.yaml"
-    tmp = path.with_name(f".config.yaml.{os.getpid()}.tmp")
-    tmp.write_text(config.to_yaml())
-    os.replace(tmp, path)
+    atomic_write(path, config.to_yaml())
     return path

