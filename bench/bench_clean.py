@@ -73,12 +73,12 @@ def datatrove_fineweb(out: str, with_html_steps: bool) -> list:
 
 
 def ours(out: str, html_input: bool, shared_word_split: bool = True) -> list:
-    steps = build_cleaning_steps(load_recipe("fineweb"), out, LANGUAGES, html_input=html_input,
-                                 shared_word_split=shared_word_split)
-    for step in steps:
-        if getattr(step, "recipe_step", "") == "trafilatura":
-            step.timeout = EXTRACTION_TIMEOUT
-    return steps if html_input else [s for s in steps if getattr(s, "recipe_step", "") != "url_filter"]
+    plan = build_cleaning_steps(load_recipe("fineweb"), out, LANGUAGES, html_input=html_input,
+                                shared_word_split=shared_word_split)
+    by_name = {planned.name: planned.step for planned in plan.recipe_steps}
+    if "trafilatura" in by_name:
+        by_name["trafilatura"].timeout = EXTRACTION_TIMEOUT
+    return plan.steps if html_input else [step for step in plan.steps if step is not by_name["url_filter"]]
 
 
 def cpu_seconds() -> float:
@@ -185,8 +185,8 @@ def main() -> None:
     warc = Path(args.warc)
     with tempfile.TemporaryDirectory() as tmp:  # extract the WARC once: the filter chain's input
         reader = CheckedWarcReader(str(warc.parent), [warc.name], f"{tmp}/x", trust_http_content_type=False)
-        extract = [s for s in build_cleaning_steps(load_recipe("fineweb"), tmp, LANGUAGES, html_input=True)
-                   if getattr(s, "recipe_step", "") in ("url_filter", "trafilatura")]
+        plan = build_cleaning_steps(load_recipe("fineweb"), tmp, LANGUAGES, html_input=True)
+        extract = [planned.step for planned in plan.recipe_steps if planned.name in ("url_filter", "trafilatura")]
         extracted, _, _ = run([reader, *extract])
     warc_docs = [Document(text=text, id=doc_id, metadata={}) for doc_id, text in extracted.items()]
     dclm_docs = [Document(text=json.loads(line)["text"], id=str(i), metadata={})

@@ -10,6 +10,7 @@ Built in:
 To add a corpus, decorate a function `(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]` with
 `@register_corpus(name, description, uses=...)`; to add a local file format, call `register_file_format`. A builder
 runs before anything is written, so it must check its inputs and raise `InputError` (one line) when they are wrong.
+Every `--input` (local files or WARC crawls) goes through `expand_input`: files, folders, globs and fsspec URLs.
 """
 import glob
 import importlib.util
@@ -21,6 +22,7 @@ from typing import Callable
 
 from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 from pipeline.errors import InputError
 from pipeline.readers import CheckedJsonlReader, CheckedParquetReader, WikiSummariesReader
@@ -115,37 +117,82 @@ def file_format(path: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def expand_input(pattern: str) -> list[str]:
-    """Files named by --input (a file, a folder searched recursively, or a glob), sorted; InputError if none."""
+def expand_input(patterns: str, suffixes: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The files `--input` names, as (root folder, their paths relative to it), in the order given.
+
+    `patterns`: one or more, comma-separated, of a file, a folder (searched recursively for files ending in one of
+    `suffixes`; hidden entries skipped, other files named in a warning), a glob, or a location fsspec reads
+    (`s3://bucket/crawl/*.warc.gz`, `https://...`, `file://...`). InputError (one line, naming the pattern or the
+    file) for a path that does not exist, a pattern that matches no such file, or a file or glob match of another
+    format.
+    """
+    found = [_expand_remote(p, suffixes) if "://" in p else _expand_local(p, suffixes)
+             for p in (p.strip() for p in patterns.split(",")) if p]
+    if not found:
+        raise InputError(f"--input {patterns!r}: names no file")
+    if len(found) == 1:
+        return found[0]
+    if any("://" in root for root, _ in found):
+        raise InputError(f"--input {patterns}: give one remote location at a time")
+    return _relative_to_common_root([os.path.join(root, name) for root, files in found for name in files])
+
+
+def _relative_to_common_root(paths: list[str]) -> tuple[str, list[str]]:
+    root = os.path.commonpath([os.path.dirname(path) for path in paths])
+    return root, [os.path.relpath(path, root) for path in paths]
+
+
+def _check_formats(pattern: str, paths: list[str], suffixes: tuple[str, ...]) -> None:
+    if not paths:
+        raise InputError(f"--input {pattern}: matches no file ending in {', '.join(suffixes)}")
+    for path in paths:
+        if not path.endswith(suffixes):
+            raise InputError(f"{path}: unsupported input format; expected a file ending in {', '.join(suffixes)}")
+
+
+def _expand_local(pattern: str, suffixes: tuple[str, ...]) -> tuple[str, list[str]]:
     if glob.has_magic(pattern):
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        if not paths:
-            raise InputError(f"--input {pattern}: matches no file")
     elif os.path.isdir(pattern):
-        paths = sorted(str(p) for p in Path(pattern).rglob("*")
+        found = sorted(str(p) for p in Path(pattern).rglob("*")
                        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(pattern).parts))
-        if not paths:
-            raise InputError(f"--input {pattern}: folder holds no file")
+        paths = [path for path in found if path.endswith(suffixes)]
+        others = [path for path in found if not path.endswith(suffixes)]
+        if paths and others:  # (a crawl folder holds indexes, a dataset folder metadata: say so, do not stop)
+            logger.warning(f"--input {pattern}: {len(others)} file(s) not ending in {', '.join(suffixes)} are not "
+                           f"read, e.g. {others[0]}")
     elif os.path.isfile(pattern):
         paths = [pattern]
     else:
         raise InputError(f"--input {pattern}: no such file or folder")
-    for path in paths:
-        if file_format(path) is None:
-            raise InputError(f"{path}: unsupported input format; expected a file ending in {', '.join(FILE_FORMATS)}")
-    return [os.path.abspath(path) for path in paths]
+    _check_formats(pattern, paths, suffixes)
+    return _relative_to_common_root([os.path.abspath(path) for path in paths])
 
 
-def readers_for_files(paths: list[str], rejected_folder: str, text_key: str) -> list[PipelineStep]:
-    """One reader per reader class (in order of first appearance), each given its files relative to a common root.
+def _expand_remote(pattern: str, suffixes: tuple[str, ...]) -> tuple[str, list[str]]:
+    head, _, _ = pattern.partition("*")
+    root = head.rsplit("/", 1)[0] if glob.has_magic(pattern) else pattern.rsplit("/", 1)[0]
+    rest = pattern[len(root):].lstrip("/")
+    try:
+        folder = DataFolder(root)
+        files = folder.list_files(glob_pattern=rest, recursive=True) if glob.has_magic(rest) else (
+            [rest] if folder.isfile(rest) else [])
+    except Exception as e:  # network, credentials, a missing bucket: say so before anything is written
+        raise InputError(f"--input {pattern}: cannot list {root}: {type(e).__name__}: {e}") from None
+    files = sorted(files)
+    _check_formats(pattern, files, suffixes)
+    return root, files
+
+
+def readers_for_files(root: str, files: list[str], rejected_folder: str, text_key: str) -> list[PipelineStep]:
+    """One reader per reader class (in order of first appearance), each given its files (relative to `root`).
 
     So documents come reader by reader (e.g. all jsonl files, then all parquet files), each in file-name order.
     """
-    root = os.path.commonpath([os.path.dirname(path) for path in paths])
     by_reader: dict[Callable[..., PipelineStep], list[str]] = {}
-    for path in paths:
-        by_reader.setdefault(FILE_FORMATS[file_format(path)], []).append(os.path.relpath(path, root))
-    return [make_reader(root, files, rejected_folder, text_key=text_key) for make_reader, files in by_reader.items()]
+    for name in files:
+        by_reader.setdefault(FILE_FORMATS[file_format(name)], []).append(name)
+    return [make_reader(root, names, rejected_folder, text_key=text_key) for make_reader, names in by_reader.items()]
 
 
 @register_corpus("local", "your own files: --input PATH/GLOB of .jsonl, .jsonl.gz, .jsonl.zst or .parquet",
@@ -153,19 +200,32 @@ def readers_for_files(paths: list[str], rejected_folder: str, text_key: str) -> 
 def local_readers(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]:
     if not options.input:
         raise InputError("--corpus local needs --input PATH/GLOB")
-    return readers_for_files(expand_input(options.input), rejected_folder, options.text_key)
+    root, files = expand_input(options.input, tuple(FILE_FORMATS))
+    return readers_for_files(root, files, rejected_folder, options.text_key)
 
 
 # ---------------------------------------------------------------------------------------------------- web crawls
 @register_corpus("commoncrawl", "raw web crawls: --input PATHS of WARC files (.warc, .warc.gz; files, folders, "
                  "globs, s3://... URLs), cleaned with FineWeb's recipe (--recipe, --languages)", uses=("input",))
 def commoncrawl_readers(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]:
-    from pipeline.clean.warc import CheckedWarcReader, expand_warc_inputs  # (pipeline/clean/warc.py)
+    from pipeline.clean.warc import WARC_SUFFIXES, CheckedWarcReader  # (imports the cleaning steps: only here)
 
     if not options.input:
         raise InputError("--corpus commoncrawl needs --input PATHS (WARC files, folders, globs or s3:// URLs)")
-    root, files = expand_warc_inputs(options.input)
+    root, files = expand_input(options.input, WARC_SUFFIXES)
     return [CheckedWarcReader(root, files, f"{rejected_folder}/warc")]
+
+
+def corpus_of_files(patterns: str) -> str:
+    """The corpus whose readers read the files `patterns` names: commoncrawl for WARC files, local for jsonl and
+    parquet (for `python -m pipeline.clean`, which takes either); InputError for a mix of both."""
+    from pipeline.clean.warc import WARC_SUFFIXES
+
+    _, files = expand_input(patterns, WARC_SUFFIXES + tuple(FILE_FORMATS))
+    warc = {name.endswith(WARC_SUFFIXES) for name in files}
+    if len(warc) > 1:
+        raise InputError(f"--input {patterns}: holds both WARC files and jsonl/parquet files; give one kind at a time")
+    return "commoncrawl" if warc == {True} else "local"
 
 
 # ---------------------------------------------------------------------------------------------------- the Hub

@@ -141,7 +141,8 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
     for reader in readers:  # the recipe's `warc:` options (how WARC records become documents)
         for key, value in (recipe.warc.items() if is_html_reader(reader) else ()):
             setattr(reader, key, value)
-    cleaning = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input, args.tokenizer)
+    cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input, args.tokenizer)
+    cleaning = cleaning_plan.steps
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup)  # checked even when dedup is off
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
     counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
@@ -163,8 +164,7 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
         return report_submitted(executors, argv)
     cleaned = None
     if cleaning:  # what the recipe kept and dropped, per step: cleaning/report.md (+ .png, .json)
-        cleaned = write_report(str(work / "cleaning"), stages[0].steps, work / "logs" / "read" / "stats.json", recipe,
-                               languages, args.input or args.corpus, recipe.report.get("examples", 3))
+        cleaned = write_report(cleaning_plan, stages[0].steps, work / "logs" / "read", args.input or args.corpus)
 
     # Step 5: pack the token streams into shards, then commit them with the manifest.
     with tqdm(unit="tok", unit_scale=True, desc="write shards") as bar:

@@ -42,18 +42,25 @@ def test_fineweb_recipe_is_datatrove_example():
 def test_steps_built_from_recipe(tmp_path):
     recipe = load_recipe("fineweb")
     html = build_cleaning_steps(recipe, str(tmp_path), ["en"], html_input=True)
-    assert [getattr(s, "recipe_step", None) for s in html] == FINEWEB_ORDER + [None]
-    assert isinstance(html[-1], KeptExamples)
-    c4 = next(s for s in html if getattr(s, "recipe_step", "") == "c4_quality")
-    assert c4.filter_no_terminal_punct is False and c4.exclusion_folder.endswith("06_c4_quality")
+    assert [planned.name for planned in html.recipe_steps] == FINEWEB_ORDER
+    assert html.steps[:-1] == [planned.step for planned in html.recipe_steps]
+    assert isinstance(html.steps[-1], KeptExamples) and html.count_tokens is None
+    c4 = next(planned for planned in html.recipe_steps if planned.name == "c4_quality")
+    assert c4.step.filter_no_terminal_punct is False and c4.exclusion_folder.endswith("06_c4_quality")
+    assert html.planned(c4.step) is c4 and html.planned(html.steps[-1]) is None
+    # the recipe's applies_to reaches the filters through their constructor
+    assert {p.name: p.step.applies_to for p in html.recipe_steps if hasattr(p.step, "applies_to")} == {
+        "url_filter": (), "language_filter": (), "gopher_repetition": ("en",), "gopher_quality": ("en",),
+        "c4_quality": ("en",), "fineweb_quality": ("en",)}
     # two filters share one word splitter: the split of a text is made once
-    gopher = [s for s in html if getattr(s, "recipe_step", "") in ("gopher_repetition", "gopher_quality")]
+    gopher = [p.step for p in html.recipe_steps if p.name in ("gopher_repetition", "gopher_quality")]
     assert gopher[0].language is gopher[1].language
     text = build_cleaning_steps(recipe, str(tmp_path), ["en"], html_input=False)
-    assert isinstance(text[0], CountTokens) and "trafilatura" not in [getattr(s, "recipe_step", "") for s in text]
+    assert isinstance(text.steps[0], CountTokens) and text.steps[0] is text.count_tokens
+    assert "trafilatura" not in [planned.name for planned in text.recipe_steps]
     none = load_recipe("none")
-    assert build_cleaning_steps(none, str(tmp_path), ["en"], html_input=False) == []
-    assert isinstance(build_cleaning_steps(none, str(tmp_path), ["en"], html_input=True)[0], CleanTrafilatura)
+    assert build_cleaning_steps(none, str(tmp_path), ["en"], html_input=False).steps == []
+    assert isinstance(build_cleaning_steps(none, str(tmp_path), ["en"], html_input=True).steps[0], CleanTrafilatura)
 
 
 def test_disabled_step_and_parameters_reach_datatrove(tmp_path):
@@ -62,9 +69,9 @@ def test_disabled_step_and_parameters_reach_datatrove(tmp_path):
     data["steps"][7]["enabled"] = False
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(data))
-    steps = build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=True)
-    assert [getattr(s, "recipe_step", None) for s in steps][:-1] == FINEWEB_ORDER[:-1]
-    assert next(s for s in steps if getattr(s, "recipe_step", "") == "gopher_quality").min_doc_words == 7
+    plan = build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=True)
+    assert [planned.name for planned in plan.recipe_steps] == FINEWEB_ORDER[:-1]
+    assert next(p.step for p in plan.recipe_steps if p.name == "gopher_quality").min_doc_words == 7
 
 
 @pytest.mark.parametrize("text, message", [

@@ -11,7 +11,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline.clean.run import clean
-from pipeline.clean.warc import CheckedWarcReader, expand_warc_inputs
+from pipeline.clean.warc import WARC_SUFFIXES, CheckedWarcReader
+from pipeline.corpora import expand_input
 from pipeline.errors import InputError
 
 
@@ -78,7 +79,7 @@ def read_all(reader):
 
 def test_reader_skips_bad_input_with_reasons(bad_crawl, tmp_path):
     folder, cyrillic_text = bad_crawl
-    root, files = expand_warc_inputs(str(folder))
+    root, files = expand_input(str(folder), WARC_SUFFIXES)
     assert [Path(f).name for f in files] == ["a_truncated.warc.gz", "b_empty.warc.gz", "c_broken.warc",
                                              "d_mixed.warc.gz"]
     reader = CheckedWarcReader(root, files, str(tmp_path / "skipped"))
@@ -110,22 +111,42 @@ def test_dolma_crawl_records_accounted(shared_data, tmp_path):
 
 def test_fsspec_url_input(shared_data, tmp_path):
     """A URL goes through fsspec (here file://, the same path as s3:// or https://): listed by glob, then read."""
-    root, files = expand_warc_inputs(f"file://{shared_data / 'crawl'}/dolma-*.warc.gz")
+    root, files = expand_input(f"file://{shared_data / 'crawl'}/dolma-*.warc.gz", WARC_SUFFIXES)
     assert root.startswith("file://") and files == ["dolma-sample-0000.warc.gz", "dolma-sample-0001.warc.gz"]
     documents, counts = read_all(CheckedWarcReader(root, files, str(tmp_path / "skipped")))
     assert len(documents) == 37 and counts["records"] == 82
-    with pytest.raises(InputError, match="matches no WARC file"):
-        expand_warc_inputs(f"file://{tmp_path}/*.warc.gz")
+    with pytest.raises(InputError, match="matches no file ending in .warc"):
+        expand_input(f"file://{tmp_path}/*.warc.gz", WARC_SUFFIXES)
 
 
 def test_input_errors_are_one_line(tmp_path):
     with pytest.raises(InputError, match="no such file or folder"):
-        expand_warc_inputs(str(tmp_path / "missing.warc.gz"))
+        expand_input(str(tmp_path / "missing.warc.gz"), WARC_SUFFIXES)
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(InputError, match="not a WARC file"):
-        expand_warc_inputs(str(tmp_path / "*.txt"))
-    with pytest.raises(InputError, match="matches no WARC file"):
-        expand_warc_inputs(str(tmp_path))
+    with pytest.raises(InputError, match="notes.txt: unsupported input format; expected a file ending in .warc"):
+        expand_input(str(tmp_path / "*.txt"), WARC_SUFFIXES)
+    with pytest.raises(InputError, match="matches no file ending in .warc"):
+        expand_input(str(tmp_path), WARC_SUFFIXES)
+
+
+def test_one_resolver_for_every_input(shared_data, tmp_path):
+    """Comma-separated patterns of any kind, files relative to their common folder; in a folder, hidden entries and
+    files of other formats (a crawl's indexes, notes) are not read."""
+    crawl = shared_data / "crawl"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "a" / ".partial.jsonl").write_text("")
+    (tmp_path / "a" / "README.md").write_text("about x")
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b'{"text": "b"}\n'))
+    root, files = expand_input(f"{tmp_path / 'a'},{tmp_path}/*.jsonl.gz", (".jsonl", ".jsonl.gz"))
+    assert root == str(tmp_path) and files == ["a/x.jsonl", "b.jsonl.gz"]
+    root, files = expand_input(f"{crawl / 'dolma-sample-0001.warc.gz'}, {crawl}/dolma-sample-0000.warc.gz",
+                               WARC_SUFFIXES)
+    assert root == str(crawl) and files == ["dolma-sample-0001.warc.gz", "dolma-sample-0000.warc.gz"]
+    root, files = expand_input(str(crawl), WARC_SUFFIXES)
+    assert root == str(crawl) and "dolma-sample-0000.warc.gz" in files and all(".warc" in f for f in files)
+    with pytest.raises(InputError, match="one remote location at a time"):
+        expand_input(f"file://{crawl}/dolma-*.warc.gz,{crawl}", WARC_SUFFIXES)
 
 
 def test_run_completes_on_bad_input_and_keeps_crashes_aside(bad_crawl, shared_data, tmp_path):

@@ -1,18 +1,23 @@
-"""From a recipe to the list of datatrove steps that `pipeline.prepare` (or `python -m pipeline.clean`) runs.
+"""From a recipe to the plan of datatrove steps that `pipeline.prepare` (or `python -m pipeline.clean`) runs.
 
-    recipe = load_recipe("fineweb")
-    steps = build_cleaning_steps(recipe, work_dir, languages=["en"], html_input=True)
+    plan = build_cleaning_steps(load_recipe("fineweb"), work_dir, languages=["en"], html_input=True)
+    pipeline = [reader, *plan.steps, writer]
+    ...
+    write_report(plan, pipeline, logging_dir)       # reads what each of the plan's steps did
 
 Every step that drops documents writes them, with the reason in `metadata.filter_reason`, to
-`work_dir/excluded/NN_<step>/<rank>.jsonl.gz` (NN = position in the chain; 00 is the WARC reader). The last
-step keeps a few kept documents per task in `work_dir/kept_examples/` for the report.
+`work_dir/excluded/NN_<step>/<rank>.jsonl.gz` (NN = position in the chain). The last step keeps a few kept
+documents per task in `work_dir/kept_examples/` for the report.
 """
 import argparse
+from dataclasses import dataclass, field
 
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline.clean.recipe import Recipe, RecipeError, RecipeStep, load_recipe
-from pipeline.clean.steps import STEP_CLASSES, CountTokens, KeptExamples, TokenCounter, exclusion_writer
+from pipeline.clean.steps import (STEP_CLASSES, CountTokens, GuardedFilter, KeptExamples, TokenCounter,
+                                  exclusion_writer)
+from pipeline.clean.warc import CheckedWarcReader
 from pipeline.clean.words import SharedWordTokenizer
 
 # Corpora that arrive already cleaned and filtered: no recipe unless asked for. Raw web input gets FineWeb's.
@@ -21,13 +26,16 @@ DEFAULT_RECIPE = "none"
 WORD_SPLITTING_STEPS = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """--recipe and --languages, for `pipeline.prepare` and `pipeline.clean`."""
+DEFAULT_RECIPE_HELP = ("fineweb for --corpus commoncrawl (raw web pages), none for corpora that are already clean "
+                       "(sample, fineweb, fineweb-edu) and for local files")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, default_recipe_help: str = DEFAULT_RECIPE_HELP) -> None:
+    """--recipe and --languages, for `pipeline.prepare` and `pipeline.clean` (which says its own default)."""
     group = parser.add_argument_group("cleaning (FineWeb's recipe; see README 'Cleaning web text')")
     group.add_argument("--recipe", default=None, metavar="fineweb|none|PATH",
                        help="cleaning recipe: a built-in name (configs/recipes/NAME.yaml) or a YAML file of your "
-                            "own. Default: fineweb for --corpus commoncrawl (raw web pages), none for corpora that "
-                            "are already clean (sample, fineweb, fineweb-edu) and for local files")
+                            f"own. Default: {default_recipe_help}")
     group.add_argument("--languages", default="en", metavar="CODES",
                        help="comma-separated ISO 639-1 codes the language filter keeps, e.g. en or en,es,fr "
                             "(fastText lid.176 codes); 'all' keeps any language identified with enough "
@@ -58,10 +66,41 @@ def _tuples(value):
     return value
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """One of the recipe's steps in a plan: its name in the recipe, the datatrove step that runs it, and the folder
+    where it keeps every document it drops or fails on."""
+
+    name: str
+    step: PipelineStep
+    exclusion_folder: str
+
+
+@dataclass
+class CleaningPlan:
+    """What `build_cleaning_steps` made of a recipe: the steps to run after the reader(s), and what the report
+    needs to read their stats."""
+
+    recipe: Recipe
+    languages: list[str] | None  # None: every language
+    work_dir: str  # excluded/, kept_examples/ and the report are here
+    steps: list[PipelineStep] = field(default_factory=list)  # in order; empty when there is nothing to do
+    recipe_steps: list[PlannedStep] = field(default_factory=list)  # the recipe's, among `steps`
+    count_tokens: CountTokens | None = None  # counts the tokens of text input before the recipe's first step
+    examples: int = 3  # kept and dropped documents per step shown in the report
+
+    @property
+    def examples_folder(self) -> str:
+        return f"{self.work_dir}/kept_examples"
+
+    def planned(self, step: PipelineStep) -> PlannedStep | None:
+        return next((planned for planned in self.recipe_steps if planned.step is step), None)
+
+
 def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | None = ("en",),
                          html_input: bool = False, tokenizer: str = "gpt2",
-                         shared_word_split: bool = True) -> list[PipelineStep]:
-    """The recipe's steps, ready to follow the reader(s) in a datatrove pipeline.
+                         shared_word_split: bool = True) -> CleaningPlan:
+    """The recipe's steps, ready to follow the reader(s) in a datatrove pipeline (`plan.steps`).
 
     html_input: the reader yields raw HTML (WARC): the extraction step runs (added with FineWeb's settings if the
         recipe has none). Otherwise the documents are text already and the recipe's pre-extraction steps that need
@@ -70,8 +109,9 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         path); False uses datatrove's own tokenizer (the reference the benchmark compares against).
     """
     languages = list(languages) if languages else None
+    plan = CleaningPlan(recipe, languages, work_dir, examples=recipe.report.get("examples", 3))
     if not html_input and not recipe.enabled_steps():
-        return []  # nothing to do: text in, text out, no report
+        return plan  # nothing to do: text in, text out, no report
     count_tokens = TokenCounter(tokenizer) if recipe.report.get("count_tokens", True) else None
     recipe_steps = [s for s in recipe.enabled_steps() if html_input or s.step != "trafilatura"]
     names = [s.step for s in recipe_steps]
@@ -79,20 +119,20 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         if step.applies_to and "language_filter" not in names[:position]:
             raise RecipeError(f"{recipe.path}: step {step.step} has applies_to {list(step.applies_to)} but no "
                               f"language_filter runs before it to detect the language")
-    word_tokenizers: dict[str, SharedWordTokenizer] = {}
-    steps: list[PipelineStep] = []
     if not html_input and count_tokens:
-        steps.append(CountTokens(count_tokens))
+        plan.count_tokens = CountTokens(count_tokens)
+        plan.steps.append(plan.count_tokens)
     if html_input and "trafilatura" not in names:
         insert_at = names.index("url_filter") + 1 if "url_filter" in names else 0
-        recipe_steps = list(recipe_steps)
         recipe_steps.insert(insert_at, RecipeStep("trafilatura", {"favour_precision": True}))
+    word_tokenizers: dict[str, SharedWordTokenizer] = {}
     for number, step in enumerate(recipe_steps, start=1):
         folder = f"{work_dir}/excluded/{number:02d}_{step.step}"
+        step_class = STEP_CLASSES[step.step]
         kwargs = {key: _tuples(value) for key, value in step.params.items()}
-        kwargs["exclusion_writer"] = exclusion_writer(folder)
-        if step.step in ("trafilatura", "pii"):
-            kwargs["count_tokens"] = count_tokens
+        kwargs.update(exclusion_writer=exclusion_writer(folder), count_tokens=count_tokens)
+        if issubclass(step_class, GuardedFilter):
+            kwargs["applies_to"] = step.applies_to
         if step.step == "language_filter":
             kwargs["languages"] = languages
         try:
@@ -101,22 +141,29 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
                 if shared_word_split and language not in word_tokenizers:
                     word_tokenizers[language] = SharedWordTokenizer(language)
                 kwargs["language"] = word_tokenizers[language] if shared_word_split else language
-            instance = STEP_CLASSES[step.step](**kwargs)
+            instance = step_class(**kwargs)
         except (TypeError, ValueError) as e:
             raise RecipeError(f"{recipe.path}: step {step.step}: {' '.join(str(e).split())}") from None
-        if step.step not in ("trafilatura", "pii"):
-            instance.applies_to = step.applies_to
-            instance.count_tokens = count_tokens
-        instance.recipe_step = step.step
-        instance.exclusion_folder = folder
-        steps.append(instance)
-    steps.append(KeptExamples(f"{work_dir}/kept_examples", per_task=recipe.report.get("examples", 3)))
-    return steps
+        plan.recipe_steps.append(PlannedStep(step.step, instance, folder))
+        plan.steps.append(instance)
+    plan.steps.append(KeptExamples(plan.examples_folder, per_task=plan.examples))
+    return plan
 
 
 def is_html_reader(step: PipelineStep) -> bool:
-    return bool(getattr(step, "produces_html", False))
+    """Whether `step` yields raw HTML, which the recipe's extraction step must turn into text."""
+    return isinstance(step, CheckedWarcReader)
 
 
-__all__ = ["add_cli_arguments", "parse_languages", "recipe_for", "build_cleaning_steps", "is_html_reader",
-           "RECIPE_BY_CORPUS"]
+def configure_html_readers(readers: list[PipelineStep], recipe: Recipe) -> bool:
+    """Give the HTML readers the recipe's `warc:` options (how WARC records become documents); whether any of
+    `readers` yields HTML."""
+    html_readers = [reader for reader in readers if is_html_reader(reader)]
+    for reader in html_readers:
+        for key, value in recipe.warc.items():
+            setattr(reader, key, value)
+    return bool(html_readers)
+
+
+__all__ = ["add_cli_arguments", "parse_languages", "recipe_for", "build_cleaning_steps", "CleaningPlan",
+           "PlannedStep", "is_html_reader", "configure_html_readers", "RECIPE_BY_CORPUS"]

@@ -9,7 +9,7 @@
         enabled: true                           # false switches a step off without deleting it
         params: {min_doc_words: 50}             # datatrove's keyword arguments for the step
     report: {count_tokens: true, examples: 3}
-    dedup: {minhash: true}                      # read by pipeline/dedup (issue 7), kept here as given
+    dedup: {minhash: true}                      # checked and used by pipeline/dedup, kept here as given
 
 `--recipe NAME` reads configs/recipes/NAME.yaml (fineweb, none); `--recipe PATH` reads your own file.
 """

@@ -1,7 +1,8 @@
 """The cleaning report: what each step received, kept, dropped and why, for a person to judge the recipe.
 
-`write_report(out_dir, pipeline, stats, ...)` reads the datatrove stats of a finished run (one entry per step of
-`pipeline`, in order; `LocalPipelineExecutor.run()` returns them and saves them as logs/stats.json) and writes
+`write_report(plan, pipeline, stats, inputs)` reads the datatrove stats of a finished run of `pipeline` (the
+reader(s), the plan's steps, the writer of the kept documents; one stats entry per step, in order) and writes, in
+the plan's work folder,
   report.json  the numbers: per step documents/characters/tokens in and out, drops by reason, failures
   report.md    the same as tables, the top drop reasons, the language histogram, examples of dropped and kept text
   report.png   documents left after each step, top drop reasons, detected languages
@@ -13,7 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from pipeline.clean.steps import KeptExamples
+from datatrove.utils.stats import PipelineStats
+
+from pipeline.clean.chain import CleaningPlan, is_html_reader
+from pipeline.files import atomic_write
 
 FAILURE_PREFIX = "error_"
 
@@ -24,15 +28,18 @@ def _total(stats: dict, key: str) -> int:
 
 
 def _stats_dicts(stats) -> list[dict]:
-    if hasattr(stats, "stats"):  # datatrove PipelineStats
-        return [s.to_dict() for s in stats.stats]
+    """One dict per pipeline step from a PipelineStats, or from a stage's logging folder: there, every task's
+    `stats/<rank>.json`, so that the tasks an interrupted run finished (and a resumed run skipped) are counted."""
     if isinstance(stats, (str, os.PathLike)):
-        return json.loads(Path(stats).read_text())
-    return list(stats)
+        tasks = [PipelineStats.from_json(json.loads(path.read_text()))
+                 for path in sorted(Path(stats, "stats").glob("*.json"))]
+        stats = sum(tasks, start=PipelineStats())
+    return [s.to_dict() for s in stats.stats]
 
 
-def summarize(pipeline: list, stats) -> dict:
-    """Per-step numbers from the run's stats; `pipeline` tells which entry is the reader and which the recipe's."""
+def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
+    """Per-step numbers from the run's stats: `pipeline` is the reader(s), the plan's steps and the writer of the
+    kept documents (one stats entry each, in order); the plan says which entries are the recipe's steps."""
     entries = _stats_dicts(stats)
     if len(entries) != len(pipeline):
         raise ValueError(f"{len(entries)} stats entries for {len(pipeline)} pipeline steps")
@@ -40,23 +47,23 @@ def summarize(pipeline: list, stats) -> dict:
     previous_tokens = None
     for step, entry in zip(pipeline, entries):
         counts = entry["stats"]
-        if getattr(step, "produces_html", False):
+        if is_html_reader(step):
             skipped = {k.removeprefix("skipped_"): _total(counts, k) for k in counts if k.startswith("skipped_")}
             summary["reader"] = {"name": entry["name"], "records": _total(counts, "records"),
                                  "documents": _total(counts, "documents_passed"), "skipped": skipped,
-                                 "chars_out": _total(counts, "doc_len"),
-                                 "skipped_folder": getattr(step, "exclusion_folder", None)}
+                                 "chars_out": _total(counts, "doc_len"), "skipped_folder": step.exclusion_folder}
             continue
-        if getattr(step, "recipe_step", None) is None:
-            if "doc_len_tokens" in counts and not isinstance(step, KeptExamples):
-                previous_tokens = _total(counts, "doc_len_tokens")  # CountTokens: the tokens entering the chain
+        if step is plan.count_tokens and "doc_len_tokens" in counts:
+            previous_tokens = _total(counts, "doc_len_tokens")  # the tokens entering the chain
+        planned = plan.planned(step)
+        if planned is None:
             continue
         reasons = {k.removeprefix("dropped_"): _total(counts, k) for k in counts if k.startswith("dropped_")}
         tokens_out = _total(counts, "doc_len_tokens") if "doc_len_tokens" in counts else None
         if tokens_out is None and previous_tokens is not None and _total(counts, "forwarded") == 0:
             tokens_out = 0
         row = {
-            "step": step.recipe_step, "name": entry["name"], "exclusion_folder": step.exclusion_folder,
+            "step": planned.name, "name": entry["name"], "exclusion_folder": planned.exclusion_folder,
             "docs_in": _total(counts, "total"), "docs_out": _total(counts, "forwarded"),
             "dropped": {r: n for r, n in reasons.items() if not r.startswith(FAILURE_PREFIX)},
             "failed": {r: n for r, n in reasons.items() if r.startswith(FAILURE_PREFIX)},
@@ -77,7 +84,12 @@ def summarize(pipeline: list, stats) -> dict:
                 summary["languages_detected"][lang] = summary["languages_detected"].get(lang, 0) + _total(counts, key)
         previous_tokens = tokens_out
     steps = summary["steps"]
-    documents_read = steps[0]["docs_in"] if steps else (summary["reader"] or {}).get("documents", 0)
+    if steps:
+        documents_read = steps[0]["docs_in"]
+    elif summary["reader"]:
+        documents_read = summary["reader"]["documents"]
+    else:  # text in, no step: the writer got every document read
+        documents_read = _total(entries[-1]["stats"], "total")
     dropped = sum(sum(s["dropped"].values()) for s in steps)
     failed = sum(sum(s["failed"].values()) for s in steps)
     kept = steps[-1]["docs_out"] if steps else documents_read
@@ -99,9 +111,9 @@ def _examples(folder: str, limit: int) -> list[dict]:
     return found
 
 
-def _kept_examples(work_dir: str, limit: int) -> list[dict]:
+def _kept_examples(folder: str, limit: int) -> list[dict]:
     found = []
-    for path in sorted(glob.glob(os.path.join(work_dir, "kept_examples", "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
         found += [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
     return found[:limit]
 
@@ -115,27 +127,23 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:,}"
 
 
-def write_report(out_dir: str, pipeline: list, stats, recipe=None, languages=None, inputs: str = "",
-                 examples: int = 3) -> dict:
-    """Write report.json, report.md and report.png into out_dir (the cleaning work dir); returns the summary."""
-    out = Path(out_dir)
+def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "") -> dict:
+    """Write report.json, report.md and report.png into the plan's work folder; returns the summary.
+
+    stats: the run's PipelineStats, or the logging folder of the stage that ran `pipeline` (see `_stats_dicts`).
+    """
+    out = Path(plan.work_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(pipeline, stats)
-    summary.update(recipe=getattr(recipe, "name", None), recipe_path=getattr(recipe, "path", None),
-                   languages=list(languages) if languages else "all", inputs=inputs)
-    _atomic_write(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    summary = summarize(plan, pipeline, stats)
+    summary.update(recipe=plan.recipe.name, recipe_path=plan.recipe.path,
+                   languages=list(plan.languages) if plan.languages else "all", inputs=inputs)
+    atomic_write(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False))
     _write_chart(out / "report.png", summary)
-    _atomic_write(out / "report.md", _markdown(summary, str(out), examples))
+    atomic_write(out / "report.md", _markdown(summary, plan.examples_folder, plan.examples))
     return summary
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
-
-def _markdown(summary: dict, work_dir: str, examples: int) -> str:
+def _markdown(summary: dict, examples_folder: str, examples: int) -> str:
     docs, reader, steps = summary["documents"], summary["reader"], summary["steps"]
     lines = [f"# Cleaning report: recipe `{summary['recipe']}`", ""]
     lines += [f"- input: `{summary['inputs']}`" if summary["inputs"] else "- input: (see command)",
@@ -170,7 +178,7 @@ def _markdown(summary: dict, work_dir: str, examples: int) -> str:
         lines += [f"| {lang} | {n:,} |" for lang, n in
                   sorted(summary["languages_detected"].items(), key=lambda kv: -kv[1])[:20]] + [""]
     lines += ["## Examples of kept text", ""]
-    for example in _kept_examples(work_dir, examples):
+    for example in _kept_examples(examples_folder, examples):
         lines += [f"- `{example.get('url') or example['id']}` ({example.get('language') or '?'})", "",
                   _quote(example["text"]), ""]
     lines += ["## Examples of dropped text", ""]
@@ -213,7 +221,7 @@ def _write_chart(path: Path, summary: dict) -> None:
     fig.suptitle(f"cleaning recipe {summary['recipe']}: {summary['documents']['kept']:,} of "
                  f"{summary['documents']['read']:,} documents kept")
     fig.tight_layout()
-    temp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(temp, dpi=80)
-    plt.close(fig)
-    os.replace(temp, path)
+    try:
+        atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=80))
+    finally:
+        plt.close(fig)

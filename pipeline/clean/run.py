@@ -1,81 +1,113 @@
-"""`python -m pipeline.clean`: clean WARC crawls (or jsonl text) into jsonl with a report, no tokenization.
+"""`python -m pipeline.clean`: clean WARC crawls (or jsonl/parquet text) into jsonl with a report, no tokenization.
 
     python -m pipeline.clean --input 'crawl/*.warc.gz' --output data/clean [--recipe fineweb] [--languages en,es]
 
-writes OUTPUT/kept/<rank>.jsonl.gz (the cleaned documents), OUTPUT/excluded/NN_step/ (everything dropped, with
-its reason), OUTPUT/report.{md,png,json} and OUTPUT/logs/ (datatrove's logs and stats). `pipeline.prepare` runs
-the same steps before tokenizing; this command is for looking at the text itself. Here --recipe defaults to
-fineweb whatever the input.
+This is the read stage of `pipeline.prepare` on its own, to look at the text itself: the same checked readers, the
+same `--limit`, `--workers`, `--tasks` and `--recipe`, the same stage machinery; the documents the recipe keeps are
+written as jsonl instead of going on to dedup and tokenization. It writes
+  OUTPUT/kept/<task>.jsonl.gz      the cleaned documents
+  OUTPUT/excluded/NN_<step>/       every document a step dropped or failed on, with metadata.filter_reason
+  OUTPUT/rejected/                 every record the readers could not turn into a document, with its reason
+                                   (malformed jsonl lines; skipped WARC records in rejected/warc/)
+  OUTPUT/report.{md,png,json}      the cleaning report
+  OUTPUT/logs/clean/, stages/      datatrove's logs and stats; what a rerun resumes from
+Interrupted? Run the same command again: the tasks that finished are not redone. An unfinished output of another
+command or input is refused (`--restart` starts it afresh); a finished one is replaced.
 """
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from pipeline.clean.chain import add_cli_arguments, build_cleaning_steps, parse_languages
-from pipeline.clean.recipe import load_recipe
+from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
+                                  recipe_for)
 from pipeline.clean.report import write_report
-from pipeline.clean.warc import CheckedWarcReader, expand_warc_inputs
+from pipeline.corpora import SourceOptions, corpus_of_files, corpus_readers
 from pipeline.errors import GPTStackError, InputError, exit_with_error
+from pipeline.executors import ExecutorFactory, ExecutorSettings, size_tasks
+from pipeline.files import check_writable_dir
+from pipeline.inspect import count_skipped
+from pipeline.readers import SKIP_REASONS, LimitDocuments
+from pipeline.stages import Stage, input_signature, run_stages
+
+STAGE = "clean"
+REPORT_FILES = ("report.json", "report.md", "report.png")  # report.json last: its presence means "finished"
+DEFAULT_RECIPE_HELP = ("fineweb for WARC input (raw web pages), none for jsonl/parquet input (text already; add "
+                       "--recipe fineweb to clean it)")
 
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+def clean(inputs: str, output: str, recipe: str | None = None, languages: list[str] | None = ("en",),
+          workers: int | None = None, tasks: int | None = None, limit: int | None = None, restart: bool = False,
+          shared_word_split: bool = True) -> dict:
+    """Readers -> `limit` -> recipe -> kept/*.jsonl.gz, as one resumable stage; returns the report's summary.
 
+    recipe: a name or a path; None: the default of the input's corpus (fineweb for WARC, none for text).
+    workers, tasks, limit: as `pipeline.prepare`'s (None: its defaults; `limit` is a total over all tasks).
+    """
+    out = Path(output).absolute()
+    corpus = corpus_of_files(inputs)
+    readers = corpus_readers(corpus, SourceOptions(input=inputs), str(out / "rejected"))
+    cleaning_recipe = recipe_for(recipe, corpus)
+    html_input = configure_html_readers(readers, cleaning_recipe)
+    plan = build_cleaning_steps(cleaning_recipe, str(out), languages, html_input,
+                                shared_word_split=shared_word_split)
+    settings = ExecutorSettings()
+    counts = size_tasks(settings, readers, tasks, workers, limit)
+    check_writable_dir(out, "--output", InputError)
 
-def reader_for(inputs: str, work_dir: str, recipe, limit: int = -1):
-    """datatrove's JsonlReader for a .jsonl file (or a folder of them), else a checked WARC reader."""
-    first = Path(inputs.split(",")[0])
-    if first.name.endswith(JSONL_SUFFIXES) or (first.is_dir() and any(
-            p.name.endswith(JSONL_SUFFIXES) for p in first.iterdir())):
-        if not first.exists():
-            raise InputError(f"--input {first}: no such file or folder")
-        if first.is_file():
-            return JsonlReader(str(first.parent), glob_pattern=first.name, limit=limit)
-        return JsonlReader(str(first), glob_pattern="*.jsonl*", limit=limit)
-    root, files = expand_warc_inputs(inputs)
-    return CheckedWarcReader(root, files, f"{work_dir}/excluded/00_warc", limit=limit,
-                             trust_http_content_type=recipe.warc.get("trust_http_content_type", True))
+    kept = JsonlWriter(str(out / "kept"), output_filename="${rank}.jsonl.gz")
+    pipeline = [*readers, *([LimitDocuments(limit)] if limit else []), *plan.steps, kept]
+    config = {"inputs": input_signature(readers), "limit": limit, "languages": plan.languages,
+              "recipe": Path(cleaning_recipe.path).read_text(encoding="utf-8")}
+    stage = Stage(STAGE, pipeline, counts.tasks,
+                  [out / "kept", out / "excluded", out / "kept_examples", out / "rejected"], config)
+    executors = ExecutorFactory(settings, counts.workers, out)
 
+    def run_stage(stage: Stage, logging_dir: str, resume: bool):
+        for name in REPORT_FILES:  # the report of an earlier run must not outlive the outputs it describes
+            (out / name).unlink(missing_ok=True)
+        return executors.run_stage(stage, logging_dir, resume)
 
-def clean(inputs: str, output: str, recipe_name: str = "fineweb", languages: list[str] | None = ("en",),
-          workers: int = 1, tasks: int | None = None, limit: int = -1, shared_word_split: bool = True) -> dict:
-    """Run reader -> recipe -> JsonlWriter(kept) with datatrove's LocalPipelineExecutor; returns the report."""
-    recipe = load_recipe(recipe_name)
-    reader = reader_for(inputs, output, recipe, limit)
-    html = bool(getattr(reader, "produces_html", False))
-    steps = build_cleaning_steps(recipe, output, languages, html_input=html, shared_word_split=shared_word_split)
-    pipeline = [reader, *steps, JsonlWriter(f"{output}/kept", output_filename="${rank}.jsonl.gz")]
-    n_tasks = tasks or max(1, min(workers, len(getattr(reader, "files", [None]))))
-    logs = Path(output) / "logs"
-    for folder in ("logs", "kept", "excluded", "kept_examples"):  # a rerun starts afresh (datatrove would
-        shutil.rmtree(Path(output) / folder, ignore_errors=True)   # otherwise skip tasks its logs call complete)
-    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=n_tasks, workers=workers, logging_dir=str(logs))
-    stats = executor.run()
-    return write_report(output, pipeline, stats, recipe, languages, inputs, recipe.report.get("examples", 3))
+    finished = (out / REPORT_FILES[0]).exists()
+    run_stages([stage], out, run_stage, restart=restart or finished)
+    return write_report(plan, pipeline, out / "logs" / STAGE, inputs)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.clean", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", required=True, help="WARC files/folders/globs/s3:// URLs (comma-separated), "
-                                                       "or a jsonl file/folder of {'text': ...} records")
-    parser.add_argument("--output", required=True, help="folder for kept/, excluded/, report.* and logs/")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    parser.add_argument("--limit", type=int, default=-1, help="read at most this many documents per task")
-    add_cli_arguments(parser)
+    parser.add_argument("--input", required=True,
+                        help="WARC files (.warc, .warc.gz, .warc.zst), or .jsonl(.gz/.zst)/.parquet files of "
+                             "{'text': ...} records: files, folders, quoted globs or s3:// URLs, comma-separated")
+    parser.add_argument("--output", required=True, help="folder for kept/, excluded/, rejected/, report.* and logs/")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="tasks running at the same time (default: this machine's CPUs)")
+    parser.add_argument("--tasks", type=int, default=None,
+                        help="pieces the input is split into (default: one per input file; 1 with --limit)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="read at most this many documents in all (split evenly between tasks), for quick runs")
+    parser.add_argument("--restart", action="store_true",
+                        help="OUTPUT holds an unfinished run of another command or input: start afresh instead of "
+                             "refusing (without it, rerunning the same command resumes)")
+    add_cli_arguments(parser, DEFAULT_RECIPE_HELP)
     args = parser.parse_args(argv)
     try:
-        summary = clean(args.input, args.output, args.recipe or "fineweb", parse_languages(args.languages),
-                        workers=args.workers, limit=args.limit)
+        for flag in ("workers", "tasks", "limit"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
+                raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+        summary = clean(args.input, args.output, args.recipe, parse_languages(args.languages), args.workers,
+                        args.tasks, args.limit, args.restart)
     except GPTStackError as error:
         exit_with_error(error)
-    docs = summary["documents"]
+    docs, output = summary["documents"], Path(args.output)
     print(f"cleaned: {docs['read']:,} documents read, {docs['kept']:,} kept, {docs['dropped']:,} dropped, "
-          f"{docs['failed']:,} failed; report: {Path(args.output) / 'report.md'}")
+          f"{docs['failed']:,} failed; report: {output / 'report.md'}")
+    skipped = count_skipped(output / "rejected")
+    if skipped:
+        listed = ", ".join(f"{SKIP_REASONS.get(reason, reason)}: {n}" for reason, n in sorted(skipped.items()))
+        print(f"skipped {sum(skipped.values())} records the readers could not read ({listed}); kept in "
+              f"{output / 'rejected'}/")
     sys.exit(0 if summary["accounting_ok"] else 1)
 
 

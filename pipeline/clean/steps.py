@@ -7,9 +7,9 @@ Each step is datatrove's own class (same parameters, same decisions) with three 
     (FineWeb's Gopher/C4/FineWeb heuristics and stop words are English ones);
   * documents carry `token_count` (tiktoken, the --tokenizer) so the report can show tokens in/out per step.
 """
+import contextlib
 import inspect
 import json
-import os
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -23,6 +23,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 
 from pipeline.clean.langid import OfflineLanguageFilter
+from pipeline.files import atomic_write
 
 
 class TokenCounter:
@@ -53,8 +54,9 @@ def error_message(error: Exception) -> str:
 class GuardedFilter:
     """Mixin for a datatrove filter: crash -> kept aside, `applies_to` languages, token counts kept up to date."""
 
-    applies_to: tuple[str, ...] = ()
-    count_tokens: TokenCounter | None = None
+    def __init__(self, applies_to: tuple[str, ...] = (), count_tokens: TokenCounter | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.applies_to, self.count_tokens = tuple(applies_to), count_tokens
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         return [self.guarded_filter(doc) for doc in batch]
@@ -72,6 +74,68 @@ class GuardedFilter:
         if self.count_tokens and doc.text is not text_before and doc.text != text_before:  # C4 removed lines
             doc.metadata["token_count"] = self.count_tokens(doc.text)
         return result
+
+
+class Unusable(Exception):
+    """Raised by `GuardedTransform.new_text` for a document it has nothing to make of (not a failure)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GuardedTransform:
+    """Mixin for a step that rewrites each document's text; `new_text` is the subclass's one job.
+
+    This class runs it on every document with datatrove's stats and timing; a document it cannot use (`Unusable`)
+    or that makes it raise (reason `error_<Type>`, the message in `metadata.error`) goes to `exclusion_writer` with
+    `metadata.filter_reason`, and the run goes on. `token_count` is set when the text changes (or on every
+    document, for steps whose output has no count yet).
+    """
+
+    counts_every_document = False
+
+    def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
+
+    def session(self):
+        """What `new_text` needs open for a whole task (e.g. a sandbox process); passed to it as `session`."""
+        return contextlib.nullcontext()
+
+    def new_text(self, doc: Document, session) -> str:
+        raise NotImplementedError
+
+    def failure(self, error: Exception) -> tuple[str, str]:
+        """(reason, message) for a document `new_text` raised on."""
+        return error_reason(error), error_message(error)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.session() as session, (self.exclusion_writer or _NoWriter()) as writer:
+            for doc in data:
+                self.stat_update(StatHints.total)
+                with self.track_time():
+                    try:
+                        text, reason = self.new_text(doc, session), None
+                    except Unusable as unusable:
+                        reason = unusable.reason
+                    except Exception as error:  # noqa: BLE001 - any crash on one document must not stop the run
+                        reason, doc.metadata["error"] = self.failure(error)
+                if reason:
+                    self.stat_update(StatHints.dropped, f"dropped_{reason}")
+                    doc.metadata["filter_reason"] = reason
+                    writer.write(doc, rank)
+                    continue
+                changed = text != doc.text
+                if changed:
+                    self.stat_update("documents_changed")
+                    doc.text = text
+                if self.count_tokens and (changed or self.counts_every_document):
+                    doc.metadata["token_count"] = self.count_tokens(text)
+                self.stat_update(StatHints.forwarded)
+                self.update_doc_stats(doc)
+                yield doc
 
 
 class CleanURLFilter(GuardedFilter, URLFilter):
@@ -111,91 +175,48 @@ class CleanFineWebQuality(GuardedFilter, FineWebQualityFilter):
     pass
 
 
-class CleanTrafilatura(Trafilatura):
+class CleanTrafilatura(GuardedTransform, Trafilatura):
     """datatrove's Trafilatura extraction (same sandbox process and per-document timeout) that keeps aside what it
     cannot use: a timeout, a crash or a page with no main text goes to the exclusion folder with its reason."""
 
-    def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
+    counts_every_document = True  # HTML in, text out: no document has a count yet
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as extractor, \
-                (self.exclusion_writer or _NoWriter()) as writer:
-            for doc in data:
-                self.stat_update(StatHints.total)
-                with self.track_time():
-                    try:
-                        text = extractor.process_document(doc.text, self.extract)
-                        reason = None if text and text.strip() else "no_main_text"
-                    except TimeoutError:
-                        reason, doc.metadata["error"] = "error_timeout", f"extraction took over {self.timeout}s"
-                    except EOFError as error:  # the sandbox process died (e.g. out of memory); a new one starts
-                        reason, doc.metadata["error"] = "error_process_died", error_message(error)
-                    except Exception as error:  # noqa: BLE001
-                        reason, doc.metadata["error"] = error_reason(error), error_message(error)
-                if reason:
-                    self.stat_update(StatHints.dropped, f"dropped_{reason}")
-                    doc.metadata["filter_reason"] = reason
-                    writer.write(doc, rank)
-                    continue
-                doc.text = text
-                if self.count_tokens:
-                    doc.metadata["token_count"] = self.count_tokens(text)
-                self.stat_update(StatHints.forwarded)
-                self.update_doc_stats(doc)
-                yield doc
+    def session(self):
+        return ExtractorSandbox(timeout=self.timeout, warmup_text="")
+
+    def new_text(self, doc: Document, session) -> str:
+        text = session.process_document(doc.text, self.extract)
+        if not (text and text.strip()):
+            raise Unusable("no_main_text")
+        return text
+
+    def failure(self, error: Exception) -> tuple[str, str]:
+        if isinstance(error, TimeoutError):
+            return "error_timeout", f"extraction took over {self.timeout}s"
+        if isinstance(error, EOFError):  # the sandbox process died (e.g. out of memory); a new one starts
+            return "error_process_died", error_message(error)
+        return super().failure(error)
 
 
-class CleanPII(PIIFormatter):
+class CleanPII(GuardedTransform, PIIFormatter):
     """datatrove's PII formatter (emails and public IPs replaced); a crash keeps the document aside."""
 
-    def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with (self.exclusion_writer or _NoWriter()) as writer:
-            for doc in data:
-                self.stat_update(StatHints.total)
-                with self.track_time():
-                    try:
-                        text = self.format(doc.text)
-                    except Exception as error:  # noqa: BLE001
-                        doc.metadata.update(error=error_message(error), filter_reason=error_reason(error))
-                        self.stat_update(StatHints.dropped, f"dropped_{error_reason(error)}")
-                        writer.write(doc, rank)
-                        continue
-                if text != doc.text:
-                    self.stat_update("documents_changed")
-                    doc.text = text
-                    if self.count_tokens:
-                        doc.metadata["token_count"] = self.count_tokens(text)
-                self.stat_update(StatHints.forwarded)
-                self.update_doc_stats(doc)
-                yield doc
+    def new_text(self, doc: Document, session) -> str:
+        return self.format(doc.text)
 
 
-class CountTokens(PipelineStep):
+class CountTokens(GuardedTransform, PipelineStep):
     """Sets `token_count` on documents that arrive as text (jsonl/parquet inputs), for the report."""
 
     name = "🔢 Count tokens"
     type = "🔢 - COUNTER"
+    counts_every_document = True
 
     def __init__(self, count_tokens: TokenCounter):
-        super().__init__()
-        self.count_tokens = count_tokens
+        super().__init__(count_tokens=count_tokens)
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            with self.track_time():
-                doc.metadata["token_count"] = self.count_tokens(doc.text)
-            self.stat_update(StatHints.total)
-            self.stat_update(StatHints.forwarded)
-            self.update_doc_stats(doc)
-            yield doc
+    def new_text(self, doc: Document, session) -> str:
+        return doc.text
 
 
 class KeptExamples(PipelineStep):
@@ -216,9 +237,8 @@ class KeptExamples(PipelineStep):
                                  "language": doc.metadata.get("language"), "text": doc.text[:2000]})
             yield doc
         Path(self.folder).mkdir(parents=True, exist_ok=True)
-        temp = Path(self.folder) / f"{rank:05d}.jsonl.tmp"
-        temp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
-        os.replace(temp, temp.with_suffix(""))
+        atomic_write(Path(self.folder) / f"{rank:05d}.jsonl",
+                     "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples))
 
 
 class _NoWriter:
@@ -243,8 +263,9 @@ STEP_CLASSES: dict[str, type] = {
     "fineweb_quality": CleanFineWebQuality,
     "pii": CleanPII,
 }
-# Parameters the pipeline sets itself (not the recipe): where dropped documents go, the language(s), tokens.
-RESERVED_PARAMS = ("exclusion_writer", "languages", "count_tokens", "language")
+# Parameters the pipeline sets itself (not the recipe's `params`): where dropped documents go, the language(s) to
+# keep or judge, the token counter.
+RESERVED_PARAMS = ("exclusion_writer", "languages", "count_tokens", "language", "applies_to")
 
 
 def step_parameters(step: str) -> set[str]:

@@ -1,95 +1,31 @@
 """WARC input: `--corpus commoncrawl --input PATHS` -> one document per HTML response record.
 
-PATHS is a file, a folder (searched recursively for .warc/.warc.gz/.warc.zst), a glob, or a remote location that
-fsspec understands (`s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz`, `https://...`);
-several may be given separated by commas.
+PATHS (files, folders, globs, `s3://...` URLs; see `pipeline.corpora.expand_input`) name files ending in one of
+WARC_SUFFIXES.
 
 `CheckedWarcReader` is datatrove's WarcReader with datatrove's record rules (response/conversion records, HTML
 payloads, UTF-8 then a detected charset) that never skips silently: every record it does not turn into a document
 (a request or metadata record, an image or PDF payload, bytes no charset decodes, the unreadable rest of a
 truncated or corrupt file, an empty file) is counted under its reason in the step's stats and written as a
-pointer (file, byte offset, record id, URL, reason) to `excluded/00_warc/`.
+pointer (file, byte offset, record id, URL, reason) to its exclusion folder (`rejected/warc/`).
 """
-import glob
-import os
 import zlib
 
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.io import DataFolder
 from datatrove.pipeline.readers import WarcReader
 from datatrove.utils.logging import logger
 
 from pipeline.clean.steps import exclusion_writer
-from pipeline.errors import InputError
+from pipeline.readers import MAX_WARNINGS_PER_TASK, contiguous_block
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-MAX_WARNINGS = 20
-
-
-def _contiguous_block(items: list, rank: int, world_size: int) -> list:
-    return items[rank * len(items) // world_size:(rank + 1) * len(items) // world_size]
-
-
-def expand_warc_inputs(patterns: str) -> tuple[str, list[str]]:
-    """(root folder, files relative to it) for --input; InputError naming the pattern when nothing matches."""
-    roots_and_files = []
-    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
-        if "://" in pattern:
-            roots_and_files.append(_expand_remote(pattern))
-        else:
-            roots_and_files.append(_expand_local(pattern))
-    if not roots_and_files:
-        raise InputError("--corpus commoncrawl needs --input PATHS (WARC files, folders, globs or s3:// URLs)")
-    if len(roots_and_files) == 1:
-        return roots_and_files[0]
-    if any("://" in root for root, _ in roots_and_files):
-        raise InputError(f"--input {patterns}: give one remote location at a time")
-    paths = [os.path.join(root, f) for root, files in roots_and_files for f in files]
-    root = os.path.commonpath([os.path.dirname(p) for p in paths])
-    return root, [os.path.relpath(p, root) for p in paths]
-
-
-def _expand_local(pattern: str) -> tuple[str, list[str]]:
-    if glob.has_magic(pattern):
-        paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-    elif os.path.isdir(pattern):
-        paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs if f.endswith(WARC_SUFFIXES))
-    elif os.path.isfile(pattern):
-        paths = [pattern]
-    else:
-        raise InputError(f"--input {pattern}: no such file or folder")
-    if not paths:
-        raise InputError(f"--input {pattern}: matches no WARC file ({', '.join(WARC_SUFFIXES)})")
-    for path in paths:
-        if not path.endswith(WARC_SUFFIXES):
-            raise InputError(f"{path}: not a WARC file (expected a name ending in {', '.join(WARC_SUFFIXES)})")
-    paths = [os.path.abspath(p) for p in paths]
-    root = os.path.commonpath([os.path.dirname(p) for p in paths])
-    return root, [os.path.relpath(p, root) for p in paths]
-
-
-def _expand_remote(pattern: str) -> tuple[str, list[str]]:
-    head, _, _ = pattern.partition("*")
-    root = head.rsplit("/", 1)[0] if glob.has_magic(pattern) else pattern.rsplit("/", 1)[0]
-    rest = pattern[len(root):].lstrip("/")
-    try:
-        folder = DataFolder(root)
-        files = folder.list_files(glob_pattern=rest, recursive=True) if glob.has_magic(rest) else (
-            [rest] if folder.isfile(rest) else [])
-    except Exception as e:  # network, credentials, a missing bucket: say so before anything is written
-        raise InputError(f"--input {pattern}: cannot list {root}: {type(e).__name__}: {e}") from None
-    files = sorted(f for f in files if f.endswith(WARC_SUFFIXES))
-    if not files:
-        raise InputError(f"--input {pattern}: matches no WARC file")
-    return root, files
 
 
 class CheckedWarcReader(WarcReader):
     """datatrove's WarcReader with every skipped record counted and kept as a pointer (see the module doc)."""
 
     name = "🕷 WARC (checked)"
-    produces_html = True  # tells the cleaning chain that Trafilatura must run
 
     def __init__(self, data_folder, files: list[str], exclusion_folder: str, trust_http_content_type: bool = True,
                  **kwargs):
@@ -101,9 +37,9 @@ class CheckedWarcReader(WarcReader):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        self._rank = rank
+        self._rank, self._warnings = rank, 0
         with exclusion_writer(self.exclusion_folder) as self._writer:
-            for document in self.read_files_shard(_contiguous_block(self.files, rank, world_size)):
+            for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
                 # (datatrove's own "documents" count is only updated when a whole file was read)
                 self.stat_update("documents_passed")
                 self.update_doc_stats(document)
@@ -116,7 +52,7 @@ class CheckedWarcReader(WarcReader):
         where = f"{self.data_folder.resolve_paths(filepath)}@{offset}"
         if reason in ("corrupt_file", "empty_file", "undecodable"):
             self._warnings += 1
-            if self._warnings <= MAX_WARNINGS:
+            if self._warnings <= MAX_WARNINGS_PER_TASK:
                 logger.warning(f"{where}: skipped ({reason}{': ' + detail if detail else ''})")
         self._writer.write(Document(text="", id=record_id or where, metadata={
             "filter_reason": reason, "detail": detail, "warc_file": filepath, "offset": offset,
