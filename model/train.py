@@ -120,6 +120,10 @@ class Trainer:
         if c.eval.every > 0:
             self.val_batches = TokenBatches(data_dir, "val", self.micro_batch, c.data.seq_len, env.rank,
                                             env.world_size, seed=c.data.seed, shuffle=False)
+        vocab_size = self.train_batches.manifest.get("vocab_size")
+        if vocab_size is not None and vocab_size > self.gpt_config.vocab_size:
+            raise ConfigError(f"{data_dir}: the shards' tokenizer has {vocab_size:,} tokens but the model "
+                              f"{self.gpt_config.vocab_size:,} (set model.vocab_size to at least {vocab_size})")
         if self.is_main and c.data.verify_checksums:
             verify_shards(data_dir)
         self.data_fingerprint = data_fingerprint(data_dir)

@@ -234,6 +234,11 @@ def test_checkpoint_from_another_model_size(trained, shards):
     assert tree_digest(trained / "checkpoints") == before
 
 
+def test_model_vocabulary_smaller_than_the_tokenizer(shards, tmp_path):
+    result = run_train(1, run_args(shards, tmp_path / "run", "--set", "model.vocab_size=1000"))
+    assert_one_line_error(result, "50,257 tokens", "model.vocab_size")
+
+
 def test_output_folder_without_space(shards, tmp_path):
     # A model whose checkpoint needs terabytes: the free space check refuses it before building anything.
     result = run_train(1, run_args(shards, tmp_path / "run", "--set", "model.n_layer=400",
