@@ -7,7 +7,7 @@
 
 Figures are computed, never drawn by hand. Three are pure formulas evaluated with the project's own code and
 settings (MinHash S-curve from pipeline.dedup.DedupConfig, ZeRO bytes per rank from the ZeRO paper with the
-parameter count of model.gpt's GPT-2, the learning-rate schedules of model.engine.learning_rate on the configs in
+parameter count of model.gpt's GPT-2, the learning-rate schedules of model.optim.learning_rate on the configs in
 configs/). The others plot measurements. Those are kept as small files in docs/figures/data/ so the figures can be
 redrawn anywhere; pass the folders of a new measurement to draw from it instead (and --update-data to keep it):
 
@@ -265,7 +265,7 @@ def figure_zero(out: Path) -> Path:
 
 def figure_lr(out: Path) -> Path:
     from model.config import load_config
-    from model.engine import learning_rate
+    from model.optim import learning_rate
 
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for overrides, label in (([], "cosine (configs/gpt2-124m.yaml)"),
@@ -275,7 +275,7 @@ def figure_lr(out: Path) -> Path:
         ax.plot(list(steps), [learning_rate(step, config) for step in steps], label=label)
     ax.set_xlabel("optimizer step (0.5M tokens each)")
     ax.set_ylabel("learning rate")
-    ax.set_title("model.engine.learning_rate: linear warmup (715 steps), then the schedule")
+    ax.set_title("model.optim.learning_rate: linear warmup (715 steps), then the schedule")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save(fig, out, "lr_schedule.png")
