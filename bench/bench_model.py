@@ -2,6 +2,7 @@
 
     python bench/bench_model.py                       # CPU-sized defaults (~3 minutes on 2 cores)
     python bench/bench_model.py --n-layer 12 --n-head 12 --n-embd 768 --device cuda   # GPT-2 124M on a GPU
+    python bench/bench_model.py --quick               # smallest setting: does it run? (tests)
 
 1. Training step (forward + backward) tokens/s of both models at the same size and batch, in turns
    (ours, HF, ours, HF, ...) so that a noisy machine slows both alike; the median of the repeats is reported.
@@ -24,6 +25,10 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from model.generate import generate  # noqa: E402
 from model.gpt import GPT, GPTConfig  # noqa: E402
+
+# --quick: the smallest model and runs, to check that the script still runs; the figures it prints mean nothing.
+QUICK = {"n_layer": 1, "n_head": 2, "n_embd": 32, "batch_size": 1, "seq_len": 16, "repeats": 1, "new_tokens": 8,
+         "gen_repeats": 1, "prompt_len": 4}
 
 
 def sync(device: torch.device) -> None:
@@ -64,7 +69,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice). On a machine shared with other busy "
                              "processes, 1 avoids threads waiting for each other, which hurts one-token steps most")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting (" +
+                        ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()) + "): does it run?")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

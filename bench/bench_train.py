@@ -12,6 +12,7 @@
     DS_ACCELERATOR=cpu python bench/bench_train.py                 # both parts (part 2 starts 2 ranks)
     DS_ACCELERATOR=cpu python bench/bench_train.py --part speed --model mini --steps 20
     DS_ACCELERATOR=cpu python bench/bench_train.py --part memory --memory-model gpt2 --memory-precision fp32
+    DS_ACCELERATOR=cpu python bench/bench_train.py --quick         # smallest setting: does it run? (tests)
 """
 from __future__ import annotations
 
@@ -34,12 +35,15 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() e
 from cluster.env import resolve_dist_env  # noqa: E402
 from model.config import load_config  # noqa: E402
 from model.data import TokenBatches  # noqa: E402
-from model.engine import learning_rate, model_state_bytes  # noqa: E402
 from model.gpt import GPT  # noqa: E402
+from model.optim import build_optimizer, learning_rate  # noqa: E402
 from model.train import Trainer  # noqa: E402
 from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# --quick: every part at its smallest, to check that the script still runs; the figures it prints mean nothing.
+QUICK = {"model": "tiny", "seq_len": 32, "batch": 2, "steps": 2, "memory_model": "tiny", "memory_seq_len": 32,
+         "shard_tokens": 20_000}
 
 
 def make_random_shards(folder: Path, tokens: int = 2_000_000) -> Path:
@@ -59,8 +63,9 @@ def bench_config(args, data: Path, run_dir: Path, zero_stage: int):
     return load_config(REPO / "configs" / "tiny-cpu.yaml", [
         f"model.name={args.model}", f"model.block_size={args.seq_len}", f"data.seq_len={args.seq_len}",
         f"train.micro_batch_size={args.batch}", f"train.tokens_per_step={args.batch * args.seq_len * args.world}",
-        f"train.zero_stage={zero_stage}", f"train.precision={args.precision}", f"train.max_steps={10**6}", "eval.every=0", "log.tensorboard=false",
-        "data.verify_checksums=false", "optim.warmup_steps=10", f"run_dir={run_dir}", f"data.dir={data}"])
+        f"train.zero_stage={zero_stage}", f"train.precision={args.precision}", f"train.max_steps={10**6}",
+        "eval.every=0", "log.tensorboard=false", "data.verify_checksums=false", "optim.warmup_steps=10",
+        f"run_dir={run_dir}", f"data.dir={data}"])
 
 
 class BareLoop:
@@ -70,9 +75,7 @@ class BareLoop:
         torch.manual_seed(config.train.seed)
         self.config = config
         self.model = GPT(config.gpt_config())
-        o = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.param_groups(o.weight_decay), lr=o.lr,
-                                           betas=(o.beta1, o.beta2), eps=o.eps)
+        self.optimizer = build_optimizer(self.model, config.optim, fused=False)
         self.batches = TokenBatches(data, "train", config.train.micro_batch_size, config.data.seq_len,
                                     seed=config.data.seed)
         self.step_index = 0
@@ -93,12 +96,12 @@ class BareLoop:
 
 def speed(args) -> None:
     args.world = 1
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(args.port)})
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_random_shards(Path(tmp) / "shards")
+        data = make_random_shards(Path(tmp) / "shards", tokens=args.shard_tokens)
         runners = {"bare PyTorch loop": BareLoop(bench_config(args, data, Path(tmp) / "bare", 0), data)}
+        env = resolve_dist_env()  # once: the first setup() exports RANK/WORLD_SIZE, which would read as torchrun's
         for stage in (0, 2):
-            trainer = Trainer(bench_config(args, data, Path(tmp) / f"zero{stage}", stage), resolve_dist_env(), "none")
+            trainer = Trainer(bench_config(args, data, Path(tmp) / f"zero{stage}", stage), env, "none")
             trainer.setup()
             runners[f"model.train ZeRO-{stage}"] = trainer
         times = {name: [] for name in runners}
@@ -128,6 +131,54 @@ def speed(args) -> None:
                   f"{'-' if name.startswith('bare') else f'{100 * share:.3f}%':>13}")
 
 
+def _tensors_in(value, depth: int = 0):
+    """Tensors inside nested lists/tuples/dicts (DeepSpeed keeps its buffers in such containers)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item, depth + 1)
+    elif depth < 4 and isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item, depth + 1)
+
+
+def model_state_bytes(engine) -> dict[str, int]:
+    """Bytes of model and optimizer state this rank really holds, by kind, each storage counted once.
+
+    params: the module's parameters (under ZeRO-3 only this rank's partition, `ds_tensor`); grads: gradient
+    tensors and DeepSpeed's gradient partitions/buckets; optimizer: everything else the optimizer holds - fp32
+    master partitions and the AdamW moments. This is what ZeRO shards; activations are not included.
+    """
+    seen: set[int] = set()
+
+    def size(tensors) -> int:
+        total = 0
+        for tensor in tensors:
+            if tensor is None or tensor.device.type == "meta":
+                continue
+            storage = tensor.untyped_storage()
+            if storage.nbytes() == 0 or storage.data_ptr() in seen:
+                continue
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return total
+
+    parameters = list(engine.module.parameters())
+    params = size([p.data for p in parameters] + [getattr(p, "ds_tensor", None) for p in parameters])
+    optimizer = engine.optimizer
+    inner = getattr(optimizer, "optimizer", optimizer)  # the torch AdamW that ZeRO wraps
+    moments = size(_tensors_in([inner.state[p] for p in inner.state]))
+    masters = size(_tensors_in([group["params"] for group in inner.param_groups]))
+    grad_tensors = [p.grad for p in parameters] + [p.grad for g in inner.param_groups for p in g["params"]]
+    grad_tensors += [t for name, value in vars(optimizer).items() if "grad" in name or "ipg" in name
+                     for t in _tensors_in(value)]
+    grads = size(grad_tensors)
+    other = size(t for value in vars(optimizer).values() for t in _tensors_in(value))
+    optim = moments + masters + other
+    return {"params": params, "grads": grads, "optimizer": optim, "total": params + grads + optim}
+
+
 def memory_worker(args) -> None:
     """One of the 2 ranks (started by torchrun): one training step per ZeRO stage, then count its tensors."""
     import gc
@@ -152,20 +203,21 @@ def memory_worker(args) -> None:
         trainer.engine.destroy()
         del trainer
         gc.collect()
-    if env.rank == 0:
+    if env.is_main:
         print("MEMORY_JSON " + json.dumps(rows))
 
 
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_random_shards(Path(tmp) / "shards", tokens=300_000)
+        data = make_random_shards(Path(tmp) / "shards", tokens=min(300_000, args.shard_tokens))
         import socket
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
                    "127.0.0.1", "--master-port", str(port), __file__, "--memory-worker", "--data", str(data),
-                   "--model", args.model, "--precision", args.precision, "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
+                   "--model", args.model, "--precision", args.precision, "--seq-len", str(args.seq_len),
+                   "--batch", str(args.batch)]
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         line = next((l for l in result.stdout.splitlines() if l.startswith("MEMORY_JSON ")), None)
         if line is None:
@@ -197,10 +249,14 @@ def main() -> None:
                              "single tensor, which no ZeRO stage can split the way it splits a real model)")
     parser.add_argument("--memory-precision", default="bf16", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--memory-seq-len", type=int, default=64)
-    parser.add_argument("--port", type=int, default=29561)
+    parser.add_argument("--shard-tokens", type=int, default=2_000_000, help="random training tokens written")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting of every part (" +
+                        ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()) + "): does it run?")
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     args.world = 2
     if args.memory_worker:
         memory_worker(args)

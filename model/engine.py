@@ -24,11 +24,13 @@ def init_distributed(dist_env: DistEnv) -> None:
 
     dist_env.apply()
     accelerator = get_accelerator()
-    if dist_env.world_size == 1:
+    if dist_env.world_size == 1 and not torch.distributed.is_initialized():
         # One process needs no rendezvous: an in-memory store instead of torch's TCPStore, which would open a
         # port on every network interface of the machine. DeepSpeed then finds the group already initialised.
-        torch.distributed.init_process_group(accelerator.communication_backend_name(), store=torch.distributed.HashStore(),
-                                             rank=0, world_size=1, timeout=timedelta(minutes=30))
+        # A second Trainer in the same process (bench/bench_train.py runs several side by side) reuses it.
+        torch.distributed.init_process_group(accelerator.communication_backend_name(),
+                                             store=torch.distributed.HashStore(), rank=0, world_size=1,
+                                             timeout=timedelta(minutes=30))
     if accelerator.device_name() != "cpu":
         accelerator.set_device(dist_env.local_rank)  # before the first collective: one GPU per rank
     # Quiet DeepSpeed's per-step info lines; warnings still show.
@@ -98,51 +100,3 @@ def build_engine(model: GPT, optimizer: torch.optim.Optimizer, scheduler: torch.
     if config.train.compile:
         engine.compile()
     return engine
-
-
-def _tensors_in(value, depth: int = 0):
-    """Tensors inside nested lists/tuples/dicts (DeepSpeed keeps its buffers in such containers)."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif depth < 4 and isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors_in(item, depth + 1)
-    elif depth < 4 and isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors_in(item, depth + 1)
-
-
-def model_state_bytes(engine) -> dict[str, int]:
-    """Bytes of model and optimizer state this rank really holds, by kind, each storage counted once.
-
-    params: the module's parameters (under ZeRO-3 only this rank's partition, `ds_tensor`); grads: gradient
-    tensors and DeepSpeed's gradient partitions/buckets; optimizer: everything else the optimizer holds - fp32
-    master partitions and the AdamW moments. This is what ZeRO shards; activations are not included.
-    """
-    seen: set[int] = set()
-
-    def size(tensors) -> int:
-        total = 0
-        for tensor in tensors:
-            if tensor is None or tensor.device.type == "meta":
-                continue
-            storage = tensor.untyped_storage()
-            if storage.nbytes() == 0 or storage.data_ptr() in seen:
-                continue
-            seen.add(storage.data_ptr())
-            total += storage.nbytes()
-        return total
-
-    parameters = list(engine.module.parameters())
-    params = size([p.data for p in parameters] + [getattr(p, "ds_tensor", None) for p in parameters])
-    optimizer = engine.optimizer
-    inner = getattr(optimizer, "optimizer", optimizer)  # the torch AdamW that ZeRO wraps
-    moments = size(_tensors_in([inner.state[p] for p in inner.state]))
-    masters = size(_tensors_in([group["params"] for group in inner.param_groups]))
-    grad_tensors = [p.grad for p in parameters] + [p.grad for g in inner.param_groups for p in g["params"]]
-    grad_tensors += [t for name, value in vars(optimizer).items() if "grad" in name or "ipg" in name
-                     for t in _tensors_in(value)]
-    grads = size(grad_tensors)
-    other = size(t for value in vars(optimizer).values() for t in _tensors_in(value))
-    optim = moments + masters + other
-    return {"params": params, "grads": grads, "optimizer": optim, "total": params + grads + optim}
