@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
+import configs
 from model.gpt import GPTConfig, ModelConfigError, count_parameters
 from pipeline.errors import GPTStackError
 from pipeline.files import atomic_write
@@ -236,9 +237,11 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
     typed value: the command line's own flags such as --data); then validate()."""
     config = TrainConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        # A file as given, else a packaged config by name (`tiny-cpu`, `configs/tiny-cpu.yaml`): works after pip install.
+        found = configs.find(str(path))
+        if found is None:
+            raise ConfigError(f"config file {path} does not exist (built-in configs: {', '.join(configs.names(''))})")
+        path = found
         try:
             from_file = yaml.load(path.read_text(), Loader=_TextLoader) or {}
         except yaml.YAMLError as e:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
+import configs
 from pipeline.clean.steps import STEP_CLASSES, step_parameters
 from pipeline.errors import GPTStackError
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
+RECIPES_DIR = configs.path("recipes")  # packaged with the code (configs/__init__.py), so a wheel finds them too
 
 
 class RecipeError(GPTStackError):
