@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.clean import (add_cli_arguments, build_cleaning_steps, is_html_reader, parse_languages, recipe_for,
-                            write_report)
+from pipeline.clean import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
+                            recipe_for, write_report)
 from pipeline.corpora import CORPORA, SourceOptions, corpus_readers
 from pipeline.dedup import (DedupConfig, add_dedup_arguments, dedup_enabled, dedup_report, dedup_stages,
                             parse_dedup_section)
@@ -137,10 +137,7 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
     check_fits_uint16(encoding)
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
-    html_input = any(is_html_reader(reader) for reader in readers)
-    for reader in readers:  # the recipe's `warc:` options (how WARC records become documents)
-        for key, value in (recipe.warc.items() if is_html_reader(reader) else ()):
-            setattr(reader, key, value)
+    html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input, args.tokenizer)
     cleaning = cleaning_plan.steps
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup)  # checked even when dedup is off
