@@ -9,6 +9,7 @@ outputs in task order gives the same document order for any number of tasks.
 """
 import io
 import json
+import re
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -200,6 +201,80 @@ class WikiSummariesReader(PipelineStep):
                     continue
                 metadata = {key: value for key, value in entry.items() if key != "extract"}
                 document = Document(text=entry["extract"], id=f"{start + offset}:{title}", metadata=metadata)
+                self.update_doc_stats(document)
+                yield document
+        finally:
+            rejected.close()
+
+
+# The `sample-zh` corpus: People's Daily, January 1998, as word-segmented and POS-tagged by Peking University
+# ("迈向/v  充满/v  希望/n  的/u ..."), one paragraph a line, without the article ids of the original release.
+_FULLWIDTH_ALNUM = {code: code - 0xFEE0 for start, end in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+                    for code in range(start, end + 1)}
+_NUMBER_MARKS = re.compile(r"(?<=[0-9])．(?=[0-9])|(?<=[0-9])％")
+_CONTINUES = re.compile(r"[，、；：]$|[。！？]")  # a sentence in it, or a line that runs on: not a headline
+_LIST_ITEM = re.compile(r"^(（?[一二三四五六七八九十0-9]+[）、．.]|[①-⑩])")
+_ENDS_SENTENCE = re.compile(r"[。！？…”’』」）)]$")
+
+
+def untag_segmented_line(line: str) -> str:
+    """`迈向/v  充满/v  希望/n` -> `迈向充满希望`: the words without their tags, joined without spaces as Chinese is
+    written; full-width digits and Latin letters (and the ．/％ of numbers) become ASCII, as web text writes them,
+    so that one tokenizer does not learn two sets of digits. Full-width Chinese punctuation stays."""
+    text = "".join(word.rsplit("/", 1)[0] for word in line.split())
+    return _NUMBER_MARKS.sub(lambda m: "." if m.group() == "．" else "%", text.translate(_FULLWIDTH_ALNUM))
+
+
+def _is_headline(paragraph: str) -> bool:
+    return not (_CONTINUES.search(paragraph) or _LIST_ITEM.match(paragraph)
+                or (paragraph.startswith("（") and paragraph.endswith("）")))  # a photo credit or byline
+
+
+def split_articles(paragraphs: list[str]) -> list[list[str]]:
+    """Articles from paragraphs, since the file lost the article ids: a new article starts at a headline (a short
+    line with no sentence in it: not a list item, not a bracketed credit) that follows a paragraph ending a
+    sentence. Headline, subtitle and byline lines in a row stay together with the text after them."""
+    articles, current, after_text = [], [], False
+    for paragraph in paragraphs:
+        headline = _is_headline(paragraph)
+        if headline and after_text and current:
+            articles.append(current)
+            current = []
+        current.append(paragraph)
+        after_text = bool(_ENDS_SENTENCE.search(paragraph)) and (not headline or paragraph.endswith("…"))  # a poem's end
+    return articles + ([current] if current else [])
+
+
+class SegmentedNewsReader(PipelineStep):
+    """Word-segmented news (`word/tag` tokens, one paragraph a line) as running text, one document per article."""
+
+    name = "📰 People's Daily 1998-01 (untagged)"
+    type = "📖 - READER"
+
+    def __init__(self, path: str, rejected_folder: str):
+        super().__init__()
+        self.path, self.rejected_folder = path, rejected_folder
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        rejected = RejectedRecords(self, self.rejected_folder, rank, "sample-zh")
+        paragraphs = []
+        with open(self.path, "rb") as f:
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    paragraph = untag_segmented_line(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    rejected.add(f"{self.path}:{line_number}", "invalid_utf8", raw.decode("utf-8", "replace"), str(e))
+                    continue
+                if paragraph:
+                    paragraphs.append(paragraph)
+        articles = split_articles(paragraphs)
+        start = rank * len(articles) // world_size
+        try:
+            for offset, article in enumerate(contiguous_block(articles, rank, world_size)):
+                document = Document(text="\n".join(article), id=f"199801-{start + offset:05d}",
+                                    metadata={"title": article[0]})
                 self.update_doc_stats(document)
                 yield document
         finally:
