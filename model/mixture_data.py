@@ -9,16 +9,18 @@ rank r of a step takes items [c + r*B, c + (r+1)*B) and a resume on any number o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from model.data import TokenBatches
 from model.mixture import MixtureError, MixtureSampler, MixtureSource
 from pipeline.errors import ShardError
 from pipeline.shards import read_manifest
+from pipeline.tokenizer_spec import same_tokenizer, tokenizer_label
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ def source_specs(entries: list[dict], where: str = "data.sources") -> list[Sourc
             raise MixtureError(f"{where}[{number}]: unknown key(s) {', '.join(sorted(unknown))}; "
                                f"an entry has dir, weight, name")
         weight = entry.get("weight")
+        if isinstance(weight, str):  # config files are read as text; the key's type reads it (model/config.py)
+            try:
+                weight = float(weight)
+            except ValueError:
+                pass
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise MixtureError(f"{where}[{number}] ({entry['dir']}): weight {weight!r} must be a number >= 0")
         name = entry.get("name") or Path(entry["dir"].rstrip("/")).name
@@ -73,18 +80,57 @@ def parse_data_argument(text: str) -> list[dict] | None:
     return entries
 
 
+def tokenizer_record(manifest: dict) -> dict:
+    """The manifest's tokenizer as a pipeline.tokenizer_spec record (a bare tiktoken name in older manifests)."""
+    recorded = manifest.get("tokenizer")
+    record = dict(recorded) if isinstance(recorded, dict) else {"name": recorded, "sha256": None}
+    record.setdefault("vocab_size", manifest.get("vocab_size"))
+    return record
+
+
+def data_flag_values(data: str | None) -> dict:
+    """The config values `--data` stands for: one folder (data.dir) or a mixture (data.sources); the other unset."""
+    if data is None:
+        return {}
+    entries = parse_data_argument(data)
+    return {"data.dir": data, "data.sources": None} if entries is None else {"data.dir": None, "data.sources": entries}
+
+
+def sources_value(current: list[dict] | None, subkey: str, value, where: str) -> list[dict] | None:
+    """The new `data.sources` after setting `data.sources` (a list of entries, YAML flow text, or the --data text
+    NAME=DIR:WEIGHT,...) or one entry's field, `data.sources.NAME.weight` / `data.sources.NAME.dir` (the way to
+    change the mix at a resume without repeating the folders)."""
+    if not subkey:
+        if value is None:
+            return None
+        entries = value
+        if isinstance(value, str):
+            text = value.strip()
+            entries = yaml.safe_load(text) if text.startswith("[") else parse_data_argument(text)
+            if entries is None:
+                raise MixtureError(f"{where}: {value!r} is one folder; a mixture is NAME=DIR:WEIGHT,... "
+                                   f"(one folder is data.dir)")
+        return [asdict(spec) for spec in source_specs(entries, where)]
+    name, _, field = subkey.rpartition(".")
+    names = [entry["name"] for entry in current or []]
+    if field not in ("weight", "dir") or name not in names:
+        raise MixtureError(f"{where}: expected data.sources.NAME.weight or data.sources.NAME.dir with NAME one of "
+                           f"the configured sources ({', '.join(names) or 'none configured'})")
+    entries = [dict(entry, **({field: value} if entry["name"] == name else {})) for entry in current]
+    return [asdict(spec) for spec in source_specs(entries, where)]
+
+
 def check_one_tokenizer(specs: list[SourceSpec]) -> dict:
     """All sources must be token ids of one tokenizer (their manifests say which); returns the first manifest."""
     manifests = [read_manifest(spec.dir) for spec in specs]
-    first = specs[0], manifests[0]
+    first = tokenizer_record(manifests[0])
     for spec, manifest in zip(specs[1:], manifests[1:]):
-        mine = (manifest.get("tokenizer"), manifest.get("vocab_size"))
-        theirs = (first[1].get("tokenizer"), first[1].get("vocab_size"))
-        if mine != theirs:
-            raise ShardError(f"data.sources: {spec.name} ({spec.dir}) is tokenized with {mine[0]!r} (vocab "
-                             f"{mine[1]}) but {first[0].name} ({first[0].dir}) with {theirs[0]!r} (vocab "
-                             f"{theirs[1]}); a mixture needs one tokenizer: prepare every source with the same "
-                             f"`pipeline.prepare --tokenizer`")
+        mine = tokenizer_record(manifest)
+        if not same_tokenizer(mine, first) or mine["vocab_size"] != first["vocab_size"]:
+            raise ShardError(f"data.sources: {spec.name} ({spec.dir}) is tokenized with {tokenizer_label(mine)!r} "
+                             f"(vocab {mine['vocab_size']}) but {specs[0].name} ({specs[0].dir}) with "
+                             f"{tokenizer_label(first)!r} (vocab {first['vocab_size']}); a mixture needs one "
+                             f"tokenizer: prepare every source with the same `pipeline.prepare --tokenizer`")
     return manifests[0]
 
 

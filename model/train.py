@@ -26,14 +26,14 @@ import torch
 from cluster.env import DistEnv, resolve_dist_env
 from model import checkpoint as ckpt
 from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, describe, load_config, save_config
-from model.data import TokenBatches
 from model.engine import build_engine, device, init_distributed, seed_everything
 from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
+from model.mixture_data import data_flag_values
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
-from pipeline.errors import GPTStackError, ShardError, exit_with_error
+from model.training_data import TrainingData
+from pipeline.errors import GPTStackError, exit_with_error
 from pipeline.files import check_writable_dir
-from pipeline.shards import file_sha256, read_manifest
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="YAML config (configs/tiny-cpu.yaml, configs/gpt2-124m.yaml, ...)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set optim.lr=3e-4 (repeatable; applied in order)")
-    parser.add_argument("--data", help="shard folder from `python -m pipeline.prepare` (= --set data.dir=DIR)")
+    parser.add_argument("--data", help="shard folder from `python -m pipeline.prepare` (= --set data.dir=DIR), or a "
+                                       "mixture NAME=DIR:WEIGHT,... (= data.sources), e.g. zh=data/zh:0.6,en=data/en:0.4")
     parser.add_argument("--run-dir", help="output folder: config.yaml, metrics, checkpoints (= --set run_dir=DIR)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (= --set train.max_steps=N)")
     parser.add_argument("--print-config", action="store_true",
@@ -63,10 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """--config, then every --set in order, then --data/--run-dir/--max-steps, which win."""
-    flags = {"data.dir": args.data, "run_dir": args.run_dir, "train.max_steps": args.max_steps}
-    config = load_config(args.config, args.overrides, {key: value for key, value in flags.items() if value is not None})
-    if not config.data.dir and not args.print_config:
-        raise ConfigError("no training data: give --data DIR (a shard folder from `python -m pipeline.prepare`)")
+    flags = {"run_dir": args.run_dir, "train.max_steps": args.max_steps}
+    values = {key: value for key, value in flags.items() if value is not None} | data_flag_values(args.data)
+    config = load_config(args.config, args.overrides, values)
+    if not config.data.dir and not config.data.sources and not args.print_config:
+        raise ConfigError("no training data: give --data DIR (a shard folder from `python -m pipeline.prepare`) "
+                          "or a mixture --data NAME=DIR:WEIGHT,...")
     return config
 
 
@@ -77,25 +80,6 @@ def check_output_folder(run_dir: Path, needed_bytes: int, keep_last: int) -> Non
     if free < needed_bytes:
         raise ConfigError(f"run folder {run_dir}: {free / 1e9:.2f} GB free but one checkpoint of this model "
                           f"needs about {needed_bytes / 1e9:.2f} GB (keep_last={keep_last} keeps that many)")
-
-
-def verify_shards(data_dir: Path) -> None:
-    """Every shard listed in manifest.json must exist and match its sha256 (catches corruption early)."""
-    from tqdm import tqdm
-    manifest = read_manifest(data_dir)
-    for entry in tqdm(manifest["shards"], desc="verifying shards", unit="shard", leave=False):
-        path = data_dir / entry["file"]
-        if not path.is_file():
-            raise ShardError(f"{path}: listed in manifest.json but missing")
-        if "sha256" in entry and file_sha256(path) != entry["sha256"]:
-            raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
-
-
-def data_fingerprint(data_dir: Path) -> str:
-    """A digest of the shard list and checksums in manifest.json: which token stream a checkpoint belongs to."""
-    import hashlib
-    shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in read_manifest(data_dir)["shards"]]
-    return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
 
 
 class Trainer:
@@ -113,27 +97,25 @@ class Trainer:
     # ---- before any process group: everything that can be wrong with the input -----------------------------
     def _preflight(self, resume: str) -> None:
         c, env = self.config, self.env
-        data_dir = Path(c.data.dir)
-        self.train_batches = TokenBatches(data_dir, "train", self.micro_batch, c.data.seq_len, env.rank,
-                                          env.world_size, seed=c.data.seed, shuffle=c.data.shuffle)
-        self.val_batches = None
-        if c.eval.every > 0:
-            self.val_batches = TokenBatches(data_dir, "val", self.micro_batch, c.data.seq_len, env.rank,
-                                            env.world_size, seed=c.data.seed, shuffle=False)
-        vocab_size = self.train_batches.manifest.get("vocab_size")
+        # One folder or a mixture (model/training_data.py); a mixture of two tokenizers is refused here.
+        self.data = TrainingData(c.data, self.micro_batch, env.rank, env.world_size, c.eval.every > 0)
+        self.train_batches, data_dir = self.data.train, self.data.describe()
+        vocab_size = self.data.manifest.get("vocab_size")
         if vocab_size is not None and vocab_size > self.gpt_config.vocab_size:
             raise ConfigError(f"{data_dir}: the shards' tokenizer has {vocab_size:,} tokens but the model "
                               f"{self.gpt_config.vocab_size:,} (set model.vocab_size to at least {vocab_size})")
         if self.is_main and c.data.verify_checksums:
-            verify_shards(data_dir)
-        self.data_fingerprint = data_fingerprint(data_dir)
+            self.data.verify()
+        self.data_fingerprint = self.data.fingerprint()
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir)
         self.resume_state = None
         if self.resume_from is not None:
             self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len)
             # World-size free: the global sample counter continues whatever the number of ranks now. Raises
             # (one line) when the shards cut into another number of windows: the stream could not continue.
-            self.train_batches.load_state_dict(self.resume_state["loader"])
+            changed = self.data.resume(self.resume_state["loader"])
+            if self.is_main and changed:
+                print(changed, flush=True)
             saved_fingerprint = self.resume_state.get("data_fingerprint")
             if self.is_main and saved_fingerprint not in (None, self.data_fingerprint):
                 print(f"warning: the shards in {data_dir} differ from those {self.resume_from.name} was trained on "
@@ -188,6 +170,9 @@ class Trainer:
             print(f"model {c.model.name}: {self.num_parameters:,} parameters | {env.world_size} rank(s) "
                   f"({env.launcher}) on {self.device.type} | ZeRO-{c.train.zero_stage} {c.train.precision} | "
                   f"{batch_summary(c, env.world_size)} | {where}", flush=True)
+            plan = self.data.plan(c.train.max_steps * c.train.tokens_per_step)
+            if plan:
+                print(plan, flush=True)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -229,8 +214,8 @@ class Trainer:
         from model.evaluation import hellaswag_accuracy, validation_loss
         c = self.config
         record = {"step": self.step}
-        if self.val_batches is not None:
-            record["val_loss"] = validation_loss(self.engine, self.val_batches, c.eval.val_batches, self.device)
+        record.update(self.data.validate(lambda val_batches: {
+            "val_loss": validation_loss(self.engine, val_batches, c.eval.val_batches, self.device)}))
         hellaswag_every = c.eval.hellaswag_every or c.eval.every
         if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
             record["hellaswag_acc"] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
@@ -264,7 +249,8 @@ class Trainer:
                 self.metrics.log({"step": self.step, "loss": result["loss"], "lr": lr,
                                   "grad_norm": result["grad_norm"], "tokens_per_s": tokens_per_s,
                                   "mfu": utilisation, "step_time_s": elapsed,
-                                  "data_time_s": result["data_time"], "tokens": self.step * tokens_per_step})
+                                  "data_time_s": result["data_time"], "tokens": self.step * tokens_per_step,
+                                  **self.data.progress()})
             bar.update(1)
             bar.set_postfix(loss=f"{result['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
                             mfu="n/a" if utilisation is None else f"{100 * utilisation:.1f}%")
@@ -287,6 +273,9 @@ class Trainer:
         if self.checkpoints.should_save(self.step, ending=True):
             self.save()
         bar.close()
+        summary = self.data.summary()
+        if self.is_main and summary:
+            print(summary, flush=True)
         self.metrics.close()
         return self.step
 

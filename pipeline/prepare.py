@@ -3,7 +3,8 @@
     1. read      datatrove reader, bad records skipped and kept; + cleaning recipe    (pipeline/corpora.py, clean/)
     2. dedup     exact, URL, MinHash                                                   (pipeline/dedup/)
     3. shuffle   seeded, whole corpus                                                  (pipeline/shuffle.py)
-    4. tokenize  tiktoken, one stream per task                                         (pipeline/tokenize_step.py)
+    4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)  (pipeline/tokenize_step.py,
+                                                                                   prepare_tokenizer.py)
     5. pack      val_000000.bin, train_000001.bin, ...; then commit: shards renamed in,
                  manifest.json last                                                    (pipeline/pack.py, shards.py)
 
@@ -32,12 +33,15 @@ from pipeline.executors import (MAX_DEFAULT_TASKS, ExecutorFactory, ExecutorSett
 from pipeline.files import check_writable_dir
 from pipeline.inspect import count_skipped, print_summary
 from pipeline.pack import VAL_MAX_FRACTION, pack_shards
+from pipeline.prepare_tokenizer import (add_tokenizer_arguments, manifest_tokenizer, plan_tokenizer,
+                                       tokenizer_companion, tokenizer_fingerprint, train_on_shuffled)
 from pipeline.readers import LimitDocuments
 from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
 from pipeline.shuffle import add_shuffle_arguments, shuffle_stages
 from pipeline.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.tokenize_step import TokenizeToStream
 from pipeline.tokenizer import check_fits_uint16, get_encoding
+from pipeline.tokenizer_spec import COPY_DIR
 
 WORK_FOLDER = ".prepare-work"
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,9 +78,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"start of the shuffled corpus, but never more than {VAL_MAX_FRACTION * 100:.0f}%% of the "
                              "corpus so a small corpus still trains on most of its text; 0 = no validation shard "
                              "(default: 10,000,000)")
-    parser.add_argument("--tokenizer", default="gpt2",
-                        help="tiktoken encoding; gpt2 works offline, others download; ids must fit uint16 "
-                             "(default: gpt2)")
     parser.add_argument("--workers", type=int, default=None,
                         help="tasks running at the same time (default: this machine's CPUs; with --executor ray the "
                              "cluster's CPUs / --cpus-per-task; with slurm no limit)")
@@ -91,6 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"OUTPUT/{WORK_FOLDER}: redo what changed instead of refusing (without it, rerunning the "
                              "same command resumes, skipping the finished tasks)")
     add_cli_arguments(parser)  # --recipe, --languages (pipeline/clean)
+    add_tokenizer_arguments(parser)  # --tokenizer NAME|PATH|train, --vocab-size ... (pipeline/prepare_tokenizer.py)
     add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/executors.py)
     group = parser.add_argument_group("dedup and shuffle (see README 'Deduplication and shuffling')")
     add_dedup_arguments(group)  # --dedup (pipeline/dedup)
@@ -132,13 +134,15 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
     # absolute: Ray and Slurm tasks run in other working folders
     output = Path(args.output or Path("data") / args.corpus).absolute()
     work = output / WORK_FOLDER
-    check_output_folder(output, args.tokenizer, unfinished_commit=work.is_dir())
-    encoding = get_encoding(args.tokenizer)
-    check_fits_uint16(encoding)
+    tokenizer = plan_tokenizer(args, output, work)  # a name, a verified folder, or one this run trains
+    check_output_folder(output, tokenizer.label, unfinished_commit=work.is_dir())
+    if not tokenizer.trains:
+        check_fits_uint16(get_encoding(tokenizer.spec))
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
-    cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input, args.tokenizer)
+    cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
+                                         "gpt2" if tokenizer.trains else tokenizer.spec)
     cleaning = cleaning_plan.steps
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup)  # checked even when dedup is off
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
@@ -152,11 +156,16 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
                    "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages}
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
-    tokenize = TokenizeToStream(str(work / "tokens"), args.tokenizer, tokenizer_threads(settings, counts.workers))
+    tokenize = TokenizeToStream(str(work / "tokens"), tokenizer.spec, tokenizer_threads(settings, counts.workers))
     stages = build_stages(readers, args.limit, cleaning, dedup, tokenize, work, counts.tasks, args.seed,
                           args.shuffle_buckets, read_config)
     executors = ExecutorFactory(settings, counts.workers, work, {"tokenize": None if dedup else args.limit})
-    runs = run_stages(stages, work, executors.run_stage, restart=args.restart)
+    before_tokenize = {}
+    if tokenizer.trains:  # stages 1-3, then the tokenizer learns from their output, then stage 4
+        before_tokenize = run_stages(stages[:-1], work, executors.run_stage, restart=args.restart)
+        train_on_shuffled(tokenizer, work, counts.tasks)
+    stages[-1].config.update(tokenizer_fingerprint(tokenizer))  # a changed folder is tokenized again
+    runs = {**run_stages(stages, work, executors.run_stage, restart=args.restart), **before_tokenize}
     if any(run.status == "submitted" for run in runs.values()):  # Slurm: the last job writes the shards
         return report_submitted(executors, argv)
     cleaned = None
@@ -172,10 +181,11 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
         raise InputError(f"no document could be read from --corpus {args.corpus}"
                          f"{' --input ' + args.input if args.input else ''}{kept_none}; nothing written "
                          f"(skipped records are in {work / 'rejected'})")
+    tokenizer_sizes, tokenizer_fields = manifest_tokenizer(tokenizer, args.tokenizer)
     cleaning_summary = {"recipe": recipe.name, "languages": cleaned["languages"], "documents": cleaned["documents"],
                         "report": "cleaning/report.md"} if cleaned else None
     manifest = build_manifest(
-        shards, args.tokenizer, encoding.n_vocab, encoding.eot_token, skipped=count_skipped(work / "rejected"),
+        shards, tokenizer.label, **tokenizer_sizes, skipped=count_skipped(work / "rejected"),
         corpus=args.corpus, source={k: v for k, v in vars(options).items() if v is not None},
         shard_tokens=args.shard_tokens, val_tokens_requested=args.val_tokens,
         **provenance(shlex.join(["python", "-m", "pipeline.prepare", *argv])),
@@ -184,11 +194,12 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
         shuffle={"seed": args.seed, "buckets": args.shuffle_buckets},
         stage_seconds={name: round(run.seconds, 2) for name, run in runs.items()},
         executor={"name": settings.executor, "tasks": counts.tasks,  # workers None: as many as Slurm runs
-                  "workers": None if counts.workers == -1 else counts.workers})
+                  "workers": None if counts.workers == -1 else counts.workers}, **tokenizer_fields)
     removed = work / "dedup" / "removed"  # documents dedup removed, each with the id of the one kept
     commit_shard_folder(output, work / "staged", manifest, {
         "rejected": work / "rejected", "logs": work / "logs", "cleaning": work / "cleaning",
-        "duplicates": removed if any(removed.glob("*")) else None})
+        "duplicates": removed if any(removed.glob("*")) else None,
+        COPY_DIR: tokenizer_companion(tokenizer, work)})
     shutil.rmtree(work, ignore_errors=True)
     print_summary(output, manifest)
     return manifest

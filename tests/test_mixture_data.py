@@ -137,3 +137,29 @@ def test_states_that_cannot_continue_are_refused(specs):
         MixtureBatches(specs, seq_len=SEQ_LEN, seed=2).load_state_dict(state)
     with pytest.raises(ShardError, match="seq_len=16"):
         MixtureBatches(specs, seq_len=8, seed=1).load_state_dict(state)
+
+
+def test_config_sources_from_a_file_the_command_line_and_set(tmp_path):
+    from model.config import ConfigError, load_config
+    from model.train import parse_args, resolve_config
+
+    config_file = tmp_path / "mix.yaml"
+    config_file.write_text("data:\n  sources:\n    - {dir: data/zh-web, weight: 0.6, name: zh}\n"
+                           "    - {dir: data/fineweb-edu, weight: 4e-1}\n")
+    config = load_config(config_file)
+    assert config.data.sources == [{"name": "zh", "dir": "data/zh-web", "weight": 0.6},
+                                   {"name": "fineweb-edu", "dir": "data/fineweb-edu", "weight": 0.4}]
+    annealed = load_config(config_file, ["data.sources.zh.weight=0.1"])
+    assert [s["weight"] for s in annealed.data.sources] == [0.1, 0.4]
+    with pytest.raises(MixtureError, match="NAME one of the configured sources"):
+        load_config(config_file, ["data.sources.en.weight=0.1"])
+    with pytest.raises(ConfigError, match="both data.dir and data.sources"):
+        load_config(config_file, ["data.dir=data/x"])
+    replaced = load_config(config_file, ["data.sources=[{dir: a/en, weight: 1}]"])
+    assert replaced.data.sources == [{"name": "en", "dir": "a/en", "weight": 1.0}]
+
+    # --data wins over the file: one folder clears the file's mixture, a mixture clears a folder
+    one = resolve_config(parse_args(["--config", str(config_file), "--data", "data/sample"]))
+    assert (one.data.dir, one.data.sources) == ("data/sample", None)
+    mix = resolve_config(parse_args(["--data", "en=data/sample:0.7,zh=data/sample-zh:0.3"]))
+    assert mix.data.dir is None and [s["name"] for s in mix.data.sources] == ["en", "zh"]
