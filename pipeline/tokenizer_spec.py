@@ -105,3 +105,8 @@ def tokenizer_spec_of(folder, record: dict | None) -> str:
     if record and record.get("sha256"):
         raise InputError(f"{folder}: records tokenizer {tokenizer_label(record)!r} but holds no {COPY_DIR}/ copy")
     return (record or {}).get("name") or "gpt2"
+
+
+def shard_folder_tokenizer(directory, manifest: dict) -> str:
+    """The --tokenizer value for the shards of `directory`: its `tokenizer/` copy, or the manifest's tiktoken name."""
+    return tokenizer_spec_of(directory, {"name": manifest.get("tokenizer"), "sha256": manifest.get("tokenizer_sha256")})
