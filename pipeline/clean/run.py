@@ -27,8 +27,7 @@ from pipeline.corpora import SourceOptions, corpus_of_files, corpus_readers
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.executors import ExecutorFactory, ExecutorSettings, size_tasks
 from pipeline.files import check_writable_dir
-from pipeline.inspect import count_skipped
-from pipeline.readers import SKIP_REASONS, LimitDocuments
+from pipeline.readers import SKIP_REASONS, LimitDocuments, count_skipped
 from pipeline.stages import Stage, input_signature, run_stages
 
 STAGE = "clean"
