@@ -1,7 +1,8 @@
 """Look at a shard folder: `python -m pipeline.inspect data/sample`.
 
 Prints what the manifest says (shards, tokens, documents, tokenizer), checks every shard's header, size and
-SHA-256 against it, and decodes the first tokens of one shard so you can read what the model will train on.
+SHA-256 against it and that every token id is below the manifest's vocab_size, and decodes the first tokens of one
+shard so you can read what the model will train on.
 Exits with an `error:` line naming the file when a check fails.
 
 `print_summary` is the report `pipeline.prepare` prints when it has written a folder, from the same manifest.
@@ -24,12 +25,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=300, help="how many tokens to decode (default: 300)")
     parser.add_argument("--offset", type=int, default=0, help="decode from this token position (default: 0)")
     parser.add_argument("--no-verify", action="store_true",
-                        help="skip the SHA-256 check (quicker on a large folder; headers and sizes are still checked)")
+                        help="skip the SHA-256 and token-id checks (quicker on a large folder; headers and sizes are "
+                             "still checked)")
     return parser.parse_args(argv)
 
 
-def check_shard(directory: Path, entry: dict, verify: bool) -> str | None:
-    """What is wrong with one shard of the manifest, or None."""
+def check_shard(directory: Path, entry: dict, verify: bool, vocab_size: int | None = None) -> str | None:
+    """What is wrong with one shard of the manifest, or None. With `verify`, also its SHA-256 and, given
+    `vocab_size`, that every token id is inside the vocabulary (both read the whole file)."""
     path = directory / entry["file"]
     try:
         tokens = open_shard(path)
@@ -39,6 +42,22 @@ def check_shard(directory: Path, entry: dict, verify: bool) -> str | None:
         return f"{path}: holds {len(tokens)} tokens, manifest says {entry['tokens']}"
     if verify and file_sha256(path) != entry["sha256"]:
         return f"{path}: SHA-256 differs from manifest.json (file changed or corrupt)"
+    if verify and vocab_size:
+        return token_range_problem(path, tokens, vocab_size)
+    return None
+
+
+def token_range_problem(path: Path, tokens, vocab_size: int, block: int = 1 << 24) -> str | None:
+    """The first token id >= vocab_size, named with its position, or None. A checksum only proves the file is the
+    one written; a tool that wrote ids of another tokenizer writes a valid checksum too, and an embedding lookup
+    past the vocabulary crashes (or, on some GPUs, reads garbage) far into training. Read in blocks: a shard is a
+    memory map, and max() over a block costs less than the SHA-256 already computed."""
+    for start in range(0, len(tokens), block):
+        part = tokens[start:start + block]
+        if part.size and int(part.max()) >= vocab_size:
+            position = start + int((part >= vocab_size).argmax())
+            return (f"{path}: token id {int(tokens[position])} at position {position} is outside the vocabulary "
+                    f"(vocab_size {vocab_size})")
     return None
 
 
@@ -51,7 +70,7 @@ def inspect(args: argparse.Namespace) -> None:
     print(f"  {'file':18} {'split':5} {'documents':>11} {'tokens':>14}  check")
     problems = []
     for entry in manifest["shards"]:
-        problem = check_shard(directory, entry, verify=not args.no_verify)
+        problem = check_shard(directory, entry, verify=not args.no_verify, vocab_size=manifest.get("vocab_size"))
         status = "BAD" if problem else ("ok" if not args.no_verify else "size ok")
         print(f"  {entry['file']:18} {entry['split']:5} {entry['documents']:>11,} {entry['tokens']:>14,}  {status}")
         if problem:

@@ -15,6 +15,7 @@ not redone. A different command or input refuses to mix with the unfinished work
 Where the stages run (this machine, a Ray cluster, Slurm jobs) is `--executor` (pipeline/executors.py).
 """
 import argparse
+import contextlib
 import shlex
 import shutil
 import sys
@@ -32,6 +33,7 @@ from pipeline.executors import (MAX_DEFAULT_TASKS, ExecutorFactory, ExecutorSett
                                 check_no_slurm_jobs_running, report_submitted, size_tasks, tokenizer_threads)
 from pipeline.files import check_writable_dir
 from pipeline.inspect import print_summary
+from pipeline.outputlock import OutputLock, describe_takeover
 from pipeline.pack import VAL_MAX_FRACTION, pack_shards
 from pipeline.prepare_tokenizer import (add_tokenizer_arguments, manifest_tokenizer, plan_tokenizer,
                                        tokenizer_companion, tokenizer_fingerprint, train_on_shuffled)
@@ -127,7 +129,8 @@ def build_stages(readers: list, limit: int | None, cleaning: list, dedup: DedupC
     return stages
 
 
-def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
+def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStack) -> dict:
+    """The whole run; `held` keeps the output folder's lock until the caller closes it (after the run)."""
     settings = ExecutorSettings(args.executor, args.ray_address, args.cpus_per_task, args.mem_per_cpu_gb,
                                 args.partition, args.time, tuple(args.slurm_arg))
     options = SourceOptions(input=args.input, subset=args.subset, hub_mirror=args.hub_mirror, text_key=args.text_key)
@@ -149,6 +152,11 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
     counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
     check_no_slurm_jobs_running(work)
     check_writable_dir(output, "--output", InputError)  # the first thing written
+    # One run per output folder, taken before anything in the work folder is read, reused or cleaned; a killed run's
+    # lock is free again (pipeline/outputlock.py).
+    lock = held.enter_context(OutputLock(output, work))
+    if lock.took_over:
+        print(describe_takeover(lock.took_over))
 
     # Steps 1-4. A stage is reused on a rerun only when it was made by exactly this configuration (stages.py).
     read_config = {"corpus": args.corpus, "source": vars(options), "limit": args.limit,
@@ -208,7 +216,8 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        prepare(parse_args(argv), argv)
+        with contextlib.ExitStack() as held:
+            prepare(parse_args(argv), argv, held)
     except GPTStackError as error:
         exit_with_error(error)
 

@@ -18,6 +18,8 @@ from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.pipeline.readers.parquet import ParquetReader
 from datatrove.utils.logging import logger
 
+from pipeline.compressed import open_input
+
 SKIP_REASONS = {
     "malformed_json": "malformed JSON",
     "invalid_utf8": "invalid UTF-8",
@@ -25,6 +27,8 @@ SKIP_REASONS = {
     "text_not_a_string": "text field is not a string",
     "empty_document": "empty document",
     "corrupt_file": "file is corrupt or truncated; the rest of it is skipped",
+    "empty_file": "file holds no record",  # (WARC input)
+    "undecodable": "no character set decodes the page",  # (WARC input)
 }
 MAX_WARNINGS_PER_TASK = 20
 
@@ -98,9 +102,14 @@ class _CheckedFileReader:
         problem = text_problem(record, self.text_key)
         if problem:
             shown = record if problem != "text_not_a_string" else {**record, self.text_key: repr(record[self.text_key])}
-            self.rejected.add(where, problem, shown)
+            self.rejected.add(where, problem, shown, self.field_detail(record) if problem == "missing_text" else "")
             return None
         return self.get_document_from_dict(record, filepath, index)
+
+    def field_detail(self, record: dict) -> str:
+        """Which field was looked for and which the record has: a wrong --text-key shows on every line."""
+        fields = ", ".join(repr(key) for key in list(record)[:8]) or "none"
+        return f"no {self.text_key!r} field (--text-key {self.text_key}); its fields: {fields}"
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
@@ -130,7 +139,7 @@ class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
         shown_path = self.data_folder.resolve_paths(filepath)
         line_number = 0
         try:
-            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            with open_input(self.data_folder, filepath, self.compression) as f:  # (a cut .zst raises too)
                 # BufferedReader: the zstd stream cannot be iterated by lines on its own
                 for line_number, raw in enumerate(io.BufferedReader(f), start=1):
                     if not raw.strip():
