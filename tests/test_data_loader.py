@@ -5,7 +5,7 @@ import torch
 
 from model.data import TokenBatches
 from pipeline.errors import ShardError
-from pipeline.shards import write_manifest, write_shard
+from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard
 
 SEQ_LEN = 16
 SHARD_SIZES = [1000, 777, 1500]  # windows: 62 + 48 + 93 = 203
@@ -17,11 +17,11 @@ def shard_dir(tmp_path):
     entries, position = [], 0
     for index, size in enumerate([300] + SHARD_SIZES):
         split = "val" if index == 0 else "train"
-        name = f"{split}_{index:06d}.bin"
-        write_shard(tmp_path / name, np.arange(position, position + size, dtype=np.uint16))
-        entries.append({"file": name, "split": split, "tokens": size})
+        name = shard_name(split, index)
+        digest = write_shard(tmp_path / name, np.arange(position, position + size, dtype=np.uint16))
+        entries.append(shard_entry(name, split, size, 0, digest))
         position += size
-    write_manifest(tmp_path, {"format": "gptstack-shards", "version": 1, "shards": entries})
+    write_manifest(tmp_path, build_manifest(entries, "gpt2", 50257, 50256, command="tests/test_data_loader.py"))
     return tmp_path
 
 
