@@ -23,9 +23,11 @@ from transformers import GPT2Config, GPT2Tokenizer
 
 from model.checkpoint import CheckpointError
 from model.gpt import GPT, GPTConfig
-from model.weights import build_model, load_model, save_safetensors, save_weights
+from model.run_tokenizer import export_tokenizer_to_hf, weights_tokenizer
+from model.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
 from pipeline.errors import GPTStackError, exit_with_error
-from pipeline.tokenizer import gpt2_bpe_files
+from pipeline.tokenizer import get_encoding, gpt2_bpe_files
+from pipeline.tokenizer_spec import looks_like_path
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
@@ -103,8 +105,9 @@ def gpt_from_hf(folder: str | Path) -> GPT:
     return build_model(config, ours, source=folder).eval()
 
 
-def hf_config(config: GPTConfig) -> GPT2Config:
-    eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size == GPT2_VOCAB_SIZE else None  # <|endoftext|>
+def hf_config(config: GPTConfig, eot: int | None = None) -> GPT2Config:
+    if eot is None:
+        eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size == GPT2_VOCAB_SIZE else None  # <|endoftext|>
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
                       n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
                       resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
@@ -112,8 +115,9 @@ def hf_config(config: GPTConfig) -> GPT2Config:
                       architectures=["GPT2LMHeadModel"])
 
 
-def export_to_hf(model: GPT, folder: str | Path) -> Path:
-    """Write `model` as a folder that `GPT2LMHeadModel.from_pretrained` and `AutoTokenizer.from_pretrained` load."""
+def export_to_hf(model: GPT, folder: str | Path, tokenizer: str = "gpt2") -> Path:
+    """Write `model` as a folder that `GPT2LMHeadModel.from_pretrained` and `AutoTokenizer.from_pretrained` load;
+    `tokenizer` is what the checkpoint was trained with (model.run_tokenizer.weights_tokenizer)."""
     config = model.config
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,8 +137,11 @@ def export_to_hf(model: GPT, folder: str | Path) -> Path:
                 width = module.weight.shape[0]
                 tensors[f"{name}.bias"] = torch.zeros(width)
     save_safetensors(tensors, folder / "model.safetensors")
-    hf_config(config).save_pretrained(folder)
-    if config.vocab_size == GPT2_VOCAB_SIZE:
+    eot = get_encoding(tokenizer).eot_token if looks_like_path(tokenizer) else None
+    hf_config(config, eot).save_pretrained(folder)
+    if export_tokenizer_to_hf(tokenizer, folder, config.block_size):  # a trained tokenizer's tokenizer.json
+        pass
+    elif config.vocab_size == GPT2_VOCAB_SIZE:
         _write_gpt2_tokenizer(folder, config.block_size)
     return folder
 
@@ -167,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
                              "folder (its newest complete checkpoint)")
     parser.add_argument("--to-hf", metavar="DIR", type=Path,
-                        help="folder to write the Hugging Face model to (weights, config, GPT-2 tokenizer files)")
+                        help="folder to write the Hugging Face model to (weights, config, and the tokenizer the "
+                             "checkpoint holds)")
     args = parser.parse_args(argv)
     if bool(args.from_hf) == bool(args.checkpoint) or bool(args.from_hf) != bool(args.out) \
             or bool(args.checkpoint) != bool(args.to_hf):
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"imported {args.from_hf} ({model.num_parameters(non_embedding=False):,} parameters) -> {args.out}")
         else:
             model = load_model(args.checkpoint)
-            export_to_hf(model, args.to_hf)
+            export_to_hf(model, args.to_hf, weights_tokenizer(resolve_checkpoint(args.checkpoint)))
             print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
     except GPTStackError as e:
         exit_with_error(e)

@@ -139,7 +139,16 @@ class MetricsLogger:
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.set_title(self.run_dir.name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        bpb = [(r["step"], r["val_bpb"]) for r in self.records if r.get("val_bpb") is not None]
+        if bpb:  # bits per byte: the one scale on which runs with different tokenizers compare
+            right = ax.twinx()
+            right.plot(*zip(*bpb), "s--", color="tab:green", label="val bits/byte")
+            right.set_ylabel("validation bits per byte")
+            handles, labels = ax.get_legend_handles_labels()
+            more, more_labels = right.get_legend_handles_labels()
+            ax.legend(handles + more, labels + more_labels)
+        else:
+            ax.legend()
         fig.tight_layout()
         atomic_write(self.run_dir / "loss.png", lambda temp: fig.savefig(temp, format="png"))
         plt.close(fig)

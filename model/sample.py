@@ -13,7 +13,8 @@ import tiktoken
 import torch
 
 from model.generate import generate_stream
-from model.weights import load_model
+from model.run_tokenizer import weights_tokenizer
+from model.weights import load_model, resolve_checkpoint
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.tokenizer import get_encoding
 
@@ -90,10 +91,11 @@ def write_text_stream(tokens: Iterable[int], enc: tiktoken.Encoding, out: TextIO
 def run(args: argparse.Namespace) -> None:
     device, dtype = pick_device_dtype(args.device, args.dtype)
     model = load_model(args.checkpoint, device=device).to(dtype)
-    enc = get_encoding("gpt2")
+    tokenizer = weights_tokenizer(resolve_checkpoint(args.checkpoint))  # the copy the checkpoint holds, or gpt2
+    enc = get_encoding(tokenizer)
     if model.config.vocab_size != enc.n_vocab:
-        raise InputError(f"checkpoint {args.checkpoint}: the model has vocab_size={model.config.vocab_size} but the "
-                         f"GPT-2 tokenizer has {enc.n_vocab} tokens; it was not trained with this tokenizer")
+        raise InputError(f"checkpoint {args.checkpoint}: the model has vocab_size={model.config.vocab_size} but its "
+                         f"tokenizer {tokenizer} has {enc.n_vocab} tokens; it was not trained with this tokenizer")
     prompt = enc.encode(args.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
     generator = torch.Generator(device=device).manual_seed(args.seed)
     out = sys.stdout

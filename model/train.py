@@ -30,10 +30,14 @@ from model.engine import build_engine, device, init_distributed, seed_everything
 from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
 from model.mixture_data import data_flag_values
+from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
+from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
 from model.training_data import TrainingData
 from pipeline.errors import GPTStackError, exit_with_error
 from pipeline.files import check_writable_dir
+from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer_spec import looks_like_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,16 +104,16 @@ class Trainer:
         # One folder or a mixture (model/training_data.py); a mixture of two tokenizers is refused here.
         self.data = TrainingData(c.data, self.micro_batch, env.rank, env.world_size, c.eval.every > 0)
         self.train_batches, data_dir = self.data.train, self.data.describe()
-        vocab_size = self.data.manifest.get("vocab_size")
-        if vocab_size is not None and vocab_size > self.gpt_config.vocab_size:
-            raise ConfigError(f"{data_dir}: the shards' tokenizer has {vocab_size:,} tokens but the model "
-                              f"{self.gpt_config.vocab_size:,} (set model.vocab_size to at least {vocab_size})")
+        # The shards' tokenizer sizes the embedding; a config or checkpoint that disagrees is refused (one line).
+        self.tokenizer, self.tokenizer_record = data_tokenizer(c.data, self.data.manifest)
+        self.gpt_config = sized_model_config(self.gpt_config, c.model.vocab_size, self.tokenizer_record, data_dir)
         if self.is_main and c.data.verify_checksums:
             self.data.verify()
         self.data_fingerprint = self.data.fingerprint()
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir)
         self.resume_state = None
         if self.resume_from is not None:
+            check_resume_tokenizer(self.resume_from, self.tokenizer_record)
             self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len)
             # World-size free: the global sample counter continues whatever the number of ranks now. Raises
             # (one line) when the shards cut into another number of windows: the stream could not continue.
@@ -129,9 +133,8 @@ class Trainer:
         self.hellaswag = None
         if c.eval.hellaswag:
             from model.evaluation import hellaswag_path, load_hellaswag
-            from pipeline.tokenizer import get_encoding
             self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
-            self.encoding = get_encoding("gpt2")
+            self.encoding = get_encoding(self.tokenizer)
 
     # ---- set-up -----------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -146,6 +149,8 @@ class Trainer:
             self.resume_state, env.world_size, c.train.zero_stage, c.train.precision)
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, env.rank, env.world_size, c.checkpoint.keep_last,
                                                   c.checkpoint.every, c.train.max_steps)
+        self.checkpoints.tokenizer_folder = self.tokenizer if looks_like_path(self.tokenizer) else None
+        self.token_bytes = token_byte_lengths(get_encoding(self.tokenizer), self.gpt_config.padded_vocab_size)
         if self.is_main:
             self.checkpoints.remove_unfinished()
             save_config(c, self.run_dir)
@@ -211,11 +216,11 @@ class Trainer:
                 "data_time": data_time}
 
     def evaluate(self) -> dict:
-        from model.evaluation import hellaswag_accuracy, validation_loss
+        from model.evaluation import hellaswag_accuracy
         c = self.config
         record = {"step": self.step}
-        record.update(self.data.validate(lambda val_batches: {
-            "val_loss": validation_loss(self.engine, val_batches, c.eval.val_batches, self.device)}))
+        record.update(self.data.validate(lambda val_batches: validation_loss_and_bpb(  # val_loss and val_bpb
+            self.engine, val_batches, c.eval.val_batches, self.device, self.token_bytes)))
         hellaswag_every = c.eval.hellaswag_every or c.eval.every
         if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
             record["hellaswag_acc"] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
@@ -225,7 +230,8 @@ class Trainer:
     def save(self) -> Path:
         state = {"loader": self.train_batches.state_dict(), "data_fingerprint": self.data_fingerprint,
                  "zero_stage": self.config.train.zero_stage,
-                 "precision": self.config.train.precision, "tokens_per_step": self.config.train.tokens_per_step}
+                 "precision": self.config.train.precision, "tokens_per_step": self.config.train.tokens_per_step,
+                 "tokenizer": self.tokenizer_record}
         return self.checkpoints.save(self.engine, self.step, state)
 
     def fit(self) -> int:

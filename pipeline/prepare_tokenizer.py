@@ -84,7 +84,8 @@ def train_on_shuffled(plan: TokenizerPlan, work: Path, tasks: int) -> None:
     """Train the plan's tokenizer on the shuffled documents, unless a finished one trained on the same shuffle
     output is already there (a resumed run)."""
     record = json.loads((work / "stages" / "shuffle-sort.json").read_text())
-    source = f"pipeline.prepare: cleaned, deduplicated, shuffled documents (shuffle fingerprint {record['fingerprint']})"
+    source = ("pipeline.prepare: cleaned, deduplicated, shuffled documents "
+              f"(shuffle fingerprint {record['fingerprint']})")
     folder = Path(plan.spec)
     if is_tokenizer_folder(folder):
         try:

@@ -4,7 +4,8 @@ Each task encodes its documents with tiktoken in blocks on all its threads (pipe
 text such as "<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the
 end-of-text id after every document and appends the uint16 tokens to `<rank>.tokens`, and each document's token
 count (end-of-text included) as int64 to `<rank>.doc_tokens`. Both are written atomically (pipeline/files.py): they
-appear when the task ends, so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these streams into shards.
+appear when the task ends, so a crashed task leaves nothing that looks finished. `pipeline.pack` later cuts these
+streams into shards.
 """
 import itertools
 import os

@@ -54,14 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="ids in all, the 8 special tokens included; at most 65,536 (uint16 shards)")
     train.add_argument("--output", required=True, help="the tokenizer folder to create, e.g. tokenizers/zh-en-32k")
     train.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
-                       help=f"train on a seeded sample of at most this many characters (default: {DEFAULT_MAX_CHARS:,})")
+                       help="train on a seeded sample of at most this many characters "
+                            f"(default: {DEFAULT_MAX_CHARS:,})")
     train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the sample (default: {DEFAULT_SEED})")
     train.add_argument("--pattern", default=DEFAULT_PATTERN, choices=list(PATTERNS),
                        help=f"split pattern (default: {DEFAULT_PATTERN}, GPT-4's; see README)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     show = commands.add_parser("show", help="verify a tokenizer folder and show what it does to a text")
     show.add_argument("folder")
-    show.add_argument("--text", default="中文分词器：我们今天去公园。The tokenizer splits text into tokens.")
+    show.add_argument("--text", default="中文分词器：我们今天去公园。The tokenizer splits text into tokens.",
+                      help="the text to split (default: a Chinese and English sentence)")
     args = parser.parse_args(argv)
     if args.command == "train":
         args.corpus = args.corpus or ("local" if args.input else "sample")
