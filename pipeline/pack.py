@@ -3,7 +3,8 @@
 The streams of tasks 0, 1, 2, ... are read back to back as one stream (memory-mapped, never loaded whole). The
 validation shard `val_000000.bin` takes whole documents from the start of that stream until it holds
 `val_tokens` tokens (never more than VAL_MAX_FRACTION of the corpus, so that a small corpus keeps most of its text
-for training); the rest is cut into `train_000001.bin`, `train_000002.bin`, ... of exactly `shard_tokens` tokens
+for training; leading documents longer than that cap go to train: `val_split`); the rest, in stream order, is cut
+into `train_000001.bin`, `train_000002.bin`, ... of exactly `shard_tokens` tokens
 (the last one holds the remainder), documents running across shard boundaries as in build-nanogpt. A shard's
 `documents` count is the number of documents whose end-of-text token falls inside it.
 """
@@ -54,16 +55,29 @@ class TokenStream:
         return int(np.searchsorted(self.doc_ends, end, side="right") - np.searchsorted(self.doc_ends, start, "right"))
 
 
-def val_split_end(doc_ends: np.ndarray, val_tokens: int) -> int:
-    """Where the validation split ends: after the first whole documents holding `val_tokens` (capped) tokens."""
+def val_split(doc_ends: np.ndarray, val_tokens: int) -> tuple[int, int]:
+    """[start, end) of the validation split in the stream: whole documents until it holds `val_tokens` tokens, and
+    never more than VAL_MAX_FRACTION of the corpus, not even by part of a document.
+
+    The document that would take the split past the cap ends it before that document (the split then holds a bit
+    less than the cap). A document longer than the cap by itself cannot be in it at all: when the stream starts with
+    such documents, they go to train and the split starts after them. Otherwise one long page that the shuffle put
+    first would be the whole validation set, and a large share of the corpus that never trains.
+    """
     total = int(doc_ends[-1]) if len(doc_ends) else 0
-    target = min(val_tokens, int(total * VAL_MAX_FRACTION))
+    cap = int(total * VAL_MAX_FRACTION)
+    target = min(val_tokens, cap)
     if target <= 0:
-        return 0
-    documents = int(np.searchsorted(doc_ends, target, side="left")) + 1  # the document that reaches the target
-    if doc_ends[documents - 1] >= total:  # it would leave nothing to train on
-        documents -= 1
-    return int(doc_ends[documents - 1]) if documents else 0
+        return 0, 0
+    lengths = np.diff(doc_ends, prepend=0)
+    fits = np.flatnonzero(lengths <= cap)
+    if not len(fits):
+        return 0, 0
+    start = int(doc_ends[fits[0]] - lengths[fits[0]])  # after the leading documents longer than the cap
+    last = min(int(np.searchsorted(doc_ends, start + target, side="left")), len(doc_ends) - 1)  # reaches the target
+    if doc_ends[last] - start > cap:  # it would cross the cap: the split ends before it
+        last -= 1
+    return start, int(doc_ends[last])
 
 
 def pack_shards(stream_folder, tasks: int, out_folder, val_tokens: int, shard_tokens: int, progress=None) -> list[dict]:
@@ -74,15 +88,31 @@ def pack_shards(stream_folder, tasks: int, out_folder, val_tokens: int, shard_to
     stream = TokenStream(stream_folder, tasks)
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
-    val_end = val_split_end(stream.doc_ends, val_tokens)
-    bounds = [("val", 0, val_end)] if val_end else []
-    bounds += [("train", start, min(start + shard_tokens, len(stream)))
-               for start in range(val_end, len(stream), shard_tokens)]
+    val_start, val_end = val_split(stream.doc_ends, val_tokens)
+    # train: the stream without the validation split, in stream order, cut into shard_tokens pieces
+    train = [(lo, hi) for lo, hi in ((0, val_start), (val_end, len(stream))) if lo < hi]
+    train_tokens = sum(hi - lo for lo, hi in train)
+    bounds = [("val", [(val_start, val_end)])] if val_end > val_start else []
+    bounds += [("train", ranges_of(train, start, min(start + shard_tokens, train_tokens)))
+               for start in range(0, train_tokens, shard_tokens)]
     entries = []
-    for index, (split, start, end) in enumerate(bounds, start=0 if val_end else 1):
+    for index, (split, ranges) in enumerate(bounds, start=0 if val_end > val_start else 1):
         name = shard_name(split, index)
-        digest = write_shard(out_folder / name, stream.chunks(start, end))
-        entries.append(shard_entry(name, split, end - start, stream.documents_ending_in(start, end), digest))
+        digest = write_shard(out_folder / name, [chunk for lo, hi in ranges for chunk in stream.chunks(lo, hi)])
+        tokens = sum(hi - lo for lo, hi in ranges)
+        entries.append(shard_entry(name, split, tokens, sum(stream.documents_ending_in(lo, hi) for lo, hi in ranges),
+                                   digest))
         if progress:
-            progress(end - start)
+            progress(tokens)
     return entries
+
+
+def ranges_of(pieces: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """Stream ranges holding tokens [start, end) of the concatenation of `pieces` (stream ranges, in order)."""
+    out, offset = [], 0
+    for lo, hi in pieces:
+        a, b = max(start, offset), min(end, offset + hi - lo)
+        if a < b:
+            out.append((lo + a - offset, lo + b - offset))
+        offset += hi - lo
+    return out
