@@ -123,6 +123,16 @@ def _quote(text: str, limit: int = 400) -> str:
     return "> " + (text[:limit] + (" …" if len(text) > limit else "")) if text else "> (no text)"
 
 
+def _pointers(folder: str, report_dir: Path | None, skipped: int) -> str:
+    """Where the skipped records' pointers are, as a link relative to the report: prepare writes the report in its
+    work folder and then moves it with the rejected/ folder beside it, so an absolute path would point into the
+    deleted work folder. Nothing when nothing was skipped (the folder is not even made)."""
+    if not skipped:
+        return ""
+    target = os.path.relpath(folder, report_dir) if report_dir else folder
+    return f" (pointers in [{target}/]({target}/))"
+
+
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:,}"
 
@@ -139,11 +149,11 @@ def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "") ->
                    languages=list(plan.languages) if plan.languages else "all", inputs=inputs)
     atomic_write(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False))
     _write_chart(out / "report.png", summary)
-    atomic_write(out / "report.md", _markdown(summary, plan.examples_folder, plan.examples))
+    atomic_write(out / "report.md", _markdown(summary, plan.examples_folder, plan.examples, out))
     return summary
 
 
-def _markdown(summary: dict, examples_folder: str, examples: int) -> str:
+def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Path | None = None) -> str:
     docs, reader, steps = summary["documents"], summary["reader"], summary["steps"]
     lines = [f"# Cleaning report: recipe `{summary['recipe']}`", ""]
     lines += [f"- input: `{summary['inputs']}`" if summary["inputs"] else "- input: (see command)",
@@ -152,7 +162,7 @@ def _markdown(summary: dict, examples_folder: str, examples: int) -> str:
     if reader:
         skipped = sum(reader["skipped"].values())
         lines += [f"**WARC records read: {reader['records']:,}** -> {reader['documents']:,} HTML documents, "
-                  f"{skipped:,} records skipped (pointers in `{reader['skipped_folder']}`):", ""]
+                  f"{skipped:,} records skipped{_pointers(reader['skipped_folder'], report_dir, skipped)}:", ""]
         lines += ["| reader skip reason | records |", "|---|---:|"]
         lines += [f"| {r} | {n:,} |" for r, n in sorted(reader["skipped"].items(), key=lambda kv: -kv[1])] + [""]
     check = "yes" if summary["accounting_ok"] else "**NO - please report this**"

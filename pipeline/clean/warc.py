@@ -7,19 +7,29 @@ WARC_SUFFIXES.
 payloads, UTF-8 then a detected charset) that never skips silently: every record it does not turn into a document
 (a request or metadata record, an image or PDF payload, bytes no charset decodes, the unreadable rest of a
 truncated or corrupt file, an empty file) is counted under its reason in the step's stats and written as a
-pointer (file, byte offset, record id, URL, reason) to its exclusion folder (`rejected/warc/`).
+pointer (file, byte offset, record id, URL, reason) to its exclusion folder (`rejected/warc/`). Damaged input (a
+file cut short, even inside a record; a garbled record; an empty file; undecodable bytes) is also kept like a bad
+jsonl line in `rejected/<task>-warc.jsonl` and warned about, so it shows in the manifest's `skipped`.
 """
 import zlib
+from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import WarcReader
-from datatrove.utils.logging import logger
 
 from pipeline.clean.steps import exclusion_writer
-from pipeline.readers import MAX_WARNINGS_PER_TASK, contiguous_block
+from pipeline.readers import RejectedRecords, contiguous_block
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Reasons that mean the input itself is damaged, not merely a record that is no page (pipeline/readers.SKIP_REASONS)
+DAMAGE_REASONS = ("corrupt_file", "empty_file", "undecodable")
+
+
+def cut_short(record) -> bool:
+    """Whether the file ended before the record's Content-Length did. warcio then hands out what it has without an
+    error: in a plain .warc the last page would be kept cut in half (in a .warc.gz, zlib notices)."""
+    return getattr(record.raw_stream, "limit", 0) > 0  # warcio's LimitReader: bytes of the record not read
 
 
 class CheckedWarcReader(WarcReader):
@@ -32,32 +42,37 @@ class CheckedWarcReader(WarcReader):
         super().__init__(data_folder, **kwargs)
         self.files, self.exclusion_folder = list(files), exclusion_folder
         self.trust_http_content_type = trust_http_content_type
-        self._writer, self._rank, self._warnings = None, 0, 0
+        self._writer, self._rank, self._rejected = None, 0, None
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        self._rank, self._warnings = rank, 0
-        with exclusion_writer(self.exclusion_folder) as self._writer:
-            for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
-                # (datatrove's own "documents" count is only updated when a whole file was read)
-                self.stat_update("documents_passed")
-                self.update_doc_stats(document)
-                yield document
+        self._rank = rank
+        # damaged input also goes where the other readers keep skipped records (rejected/<rank>-warc.jsonl): the
+        # manifest's `skipped` and the console's "skipped records" line count it there
+        self._rejected = RejectedRecords(self, str(Path(self.exclusion_folder).parent), rank, "warc")
+        try:
+            with exclusion_writer(self.exclusion_folder) as self._writer:
+                for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
+                    # (datatrove's own "documents" count is only updated when a whole file was read)
+                    self.stat_update("documents_passed")
+                    self.update_doc_stats(document)
+                    yield document
+        finally:
+            self._rejected.close()
 
     def keep_aside(self, filepath: str, offset, reason: str, detail: str = "", record=None) -> None:
-        self.stat_update(f"skipped_{reason}")
         headers = record.rec_headers if record is not None else None
         record_id = headers.get_header("WARC-Record-ID") if headers else None
         where = f"{self.data_folder.resolve_paths(filepath)}@{offset}"
-        if reason in ("corrupt_file", "empty_file", "undecodable"):
-            self._warnings += 1
-            if self._warnings <= MAX_WARNINGS_PER_TASK:
-                logger.warning(f"{where}: skipped ({reason}{': ' + detail if detail else ''})")
-        self._writer.write(Document(text="", id=record_id or where, metadata={
-            "filter_reason": reason, "detail": detail, "warc_file": filepath, "offset": offset,
-            "record_type": record.rec_type if record is not None else None,
-            "url": headers.get_header("WARC-Target-URI") if headers else None}), self._rank)
+        pointer = {"filter_reason": reason, "detail": detail, "warc_file": filepath, "offset": offset,
+                   "record_type": record.rec_type if record is not None else None,
+                   "url": headers.get_header("WARC-Target-URI") if headers else None}
+        if reason in DAMAGE_REASONS:  # counted, warned about and kept like a bad jsonl line
+            self._rejected.add(where, reason, pointer, detail)
+        else:  # a record that is fine but not a page (a request, an image): only counted
+            self.stat_update(f"skipped_{reason}")
+        self._writer.write(Document(text="", id=record_id or where, metadata=pointer), self._rank)
 
     def read_file(self, filepath: str):
         from warcio.archiveiterator import ArchiveIterator
@@ -73,6 +88,10 @@ class CheckedWarcReader(WarcReader):
                     with self.track_time():
                         document, reason, detail = self.record_to_document(record, filepath)
                     offset = iterator.get_record_offset()  # (asks warcio to finish reading the record first)
+                    if cut_short(record):  # the file ends inside this record: its page is a fragment
+                        self.keep_aside(filepath, offset, "corrupt_file", f"the file ends inside this record "
+                                        f"({record.raw_stream.limit:,} of its bytes missing)", record)
+                        return
                     if reason:
                         self.keep_aside(filepath, offset, reason, detail, record)
                     else:
