@@ -52,6 +52,13 @@ def parse_languages(value: str | None) -> list[str] | None:
             raise RecipeError(f"--languages {value}: {code!r} is not a language code such as en or es")
     if not languages:
         raise RecipeError(f"--languages {value!r}: give at least one language code, or 'all'")
+    from pipeline.clean.langcodes import unknown_language  # (reads the model's labels: only once codes are given)
+
+    unknown = unknown_language(languages)
+    if unknown:
+        code, closest = unknown
+        raise RecipeError(f"--languages {value}: {code!r} is not a code the language-ID model (fastText lid.176) "
+                          f"outputs; closest valid: {', '.join(closest) or 'none'} (or 'all')")
     return languages
 
 
