@@ -1,9 +1,13 @@
 """Evaluations during training: validation loss on the val shards, and HellaSwag accuracy.
 
-HellaSwag the build-nanogpt way: each example is a context and 4 candidate endings; the model scores each
-ending by its mean cross-entropy given the context (ending tokens only), and the ending with the lowest loss is
-its answer ("acc_norm" in the usual tables, normalised by ending length). A 124M GPT-2 scores about 0.29;
-chance is 0.25.
+HellaSwag the build-nanogpt way, logged as `hellaswag_acc_token_norm`: each example is a context (the file's
+`ctx`) and 4 candidate endings; the model scores each ending by its mean cross-entropy per *token* given the
+context (ending tokens only), and the ending with the lowest mean loss is its answer. That is accuracy with the
+log-likelihood normalised by the ending's token count. It is not lm-evaluation-harness's `acc_norm`, which
+normalises by the ending's length in *bytes* and also puts the activity label before the context ("Roof shingle
+removal: A man is ..."), so the two numbers differ; README "Evaluating an exported model" gives the lm-eval command
+for the standard ones. For GPT-2 124M, build-nanogpt's hellaswag.py reports 0.2955 with this metric and
+0.3114 for lm-eval's acc_norm; chance is 0.25.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from model.config import ConfigError
 from pipeline.files import atomic_write
 
+HELLASWAG_METRIC = "hellaswag_acc_token_norm"  # the metrics.jsonl key: what it is, not what it resembles
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 HELLASWAG_CACHE = Path.home() / ".cache" / "gptstack" / "hellaswag_val.jsonl"
 
@@ -106,7 +111,8 @@ def render_example(example: dict, encoding, block_size: int) -> tuple[torch.Tens
 
 @torch.no_grad()
 def hellaswag_accuracy(engine, examples: list[dict], encoding, rank: int, world_size: int, device) -> float:
-    """Fraction of examples whose lowest-loss ending is the right one, examples spread over the ranks.
+    """Fraction of examples whose ending with the lowest mean per-token loss is the right one (build-nanogpt's
+    metric, see the module docstring), examples spread over the ranks.
 
     Every rank runs the same number of forward passes (the last ones on a repeated example that is not
     counted), because under ZeRO-3 each forward gathers parameters collectively.

@@ -2,7 +2,9 @@
 
 Only rank 0 writes; the values it writes are already averaged over all ranks by the trainer.
 metrics.jsonl holds one JSON object per logged optimizer step ({"step", "loss", "lr", "grad_norm",
-"tokens_per_s", "mfu", ...}) and one per evaluation ({"step", "val_loss"[, "hellaswag_acc"]}).
+"tokens_per_s", "mfu", ...}) and one per evaluation ({"step", "val_loss", "val_bpb"[, "hellaswag_acc_token_norm"]}).
+In TensorBoard the evaluation metrics are under `eval/` (eval/val_loss, eval/hellaswag_acc_token_norm, ...), the
+others under `train/`; the run's resolved config.yaml is recorded as the text `config` and as hparams.
 """
 from __future__ import annotations
 
@@ -67,6 +69,41 @@ def mfu(flops_per_token: float, tokens_per_s: float, world_size: int, device_nam
     return flops_per_token * tokens_per_s / (peak * world_size)
 
 
+EVAL_PREFIXES = ("val_", "hellaswag")  # the keys an evaluation record adds (model/train.py Trainer.evaluate)
+
+
+def tensorboard_tag(key: str) -> str:
+    """`eval/val_loss`, `eval/hellaswag_acc_token_norm`: every evaluation under one prefix, whatever its name;
+    `train/loss`, `train/lr`, ... for the rest."""
+    return f"eval/{key}" if key.startswith(EVAL_PREFIXES) else f"train/{key}"
+
+
+def flat_config(values: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 3e-3}} -> {"optim.lr": 3e-3}; values TensorBoard's hparams take (numbers, text, bools)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def record_config(writer, config_file: Path, step: int) -> None:
+    """The resolved config in TensorBoard: as text (the YAML as written) and as hparams, so runs can be compared
+    by their settings in the HPARAMS tab. Skipped when the run folder has no config.yaml."""
+    import yaml
+    from torch.utils.tensorboard.summary import hparams
+
+    if not config_file.is_file():
+        return
+    text = config_file.read_text()
+    writer.add_text("config", "```yaml\n" + text + "\n```", step)  # markdown: keep the YAML's layout
+    # hparams() writes the experiment summary; the metric names only say which scalars the HPARAMS tab shows.
+    for summary in hparams(flat_config(yaml.safe_load(text) or {}), {"eval/val_loss": 0.0, "eval/val_bpb": 0.0}):
+        writer.file_writer.add_summary(summary, step)
+
+
 class MetricsLogger:
     """Writes metrics on rank 0; a no-op elsewhere."""
 
@@ -86,6 +123,7 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
             # purge_step drops events a killed run logged after the checkpoint we resume from.
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resumed_step + 1 if resumed_step else None)
+            record_config(self.writer, self.run_dir / "config.yaml", resumed_step)
 
     def _previous_records(self, resumed_step: int) -> list[dict]:
         """Records of earlier attempts up to the resumed step: a run killed after its last checkpoint logged
@@ -115,8 +153,7 @@ class MetricsLogger:
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.writer.add_scalar(key.replace("_", "/", 1) if key.startswith("val_") else f"train/{key}",
-                                           value, record["step"])
+                    self.writer.add_scalar(tensorboard_tag(key), value, record["step"])
         if "val_loss" in record or (self.plot_every and record["step"] % self.plot_every == 0):
             self.plot()
 

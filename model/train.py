@@ -216,14 +216,14 @@ class Trainer:
                 "data_time": data_time}
 
     def evaluate(self) -> dict:
-        from model.evaluation import hellaswag_accuracy
+        from model.evaluation import HELLASWAG_METRIC, hellaswag_accuracy
         c = self.config
         record = {"step": self.step}
         record.update(self.data.validate(lambda val_batches: validation_loss_and_bpb(  # val_loss and val_bpb
             self.engine, val_batches, c.eval.val_batches, self.device, self.token_bytes)))
         hellaswag_every = c.eval.hellaswag_every or c.eval.every
         if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
-            record["hellaswag_acc"] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
+            record[HELLASWAG_METRIC] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
                                                          self.env.rank, self.env.world_size, self.device)
         return record
 

@@ -108,7 +108,7 @@ def test_run_writes_metrics_plot_config_and_checkpoints(trained):
     assert steps[-1]["loss"] < steps[0]["loss"] - 0.3  # it learns
     evals = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in evals] == [4, 8] and evals[1]["val_loss"] < evals[0]["val_loss"]
-    assert all(0.0 <= r["hellaswag_acc"] <= 1.0 for r in evals)
+    assert all(0.0 <= r["hellaswag_acc_token_norm"] <= 1.0 for r in evals)
     assert (trained / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((trained / "tb").glob("events.out.tfevents.*"))
     saved = load_config(trained / "config.yaml")
