@@ -50,8 +50,8 @@ def test_steps_built_from_recipe(tmp_path):
     assert html.planned(c4.step) is c4 and html.planned(html.steps[-1]) is None
     # the recipe's applies_to reaches the filters through their constructor
     assert {p.name: p.step.applies_to for p in html.recipe_steps if hasattr(p.step, "applies_to")} == {
-        "url_filter": (), "language_filter": (), "gopher_repetition": ("en",), "gopher_quality": ("en",),
-        "c4_quality": ("en",), "fineweb_quality": ("en",)}
+        "url_filter": (), "trafilatura": (), "language_filter": (), "gopher_repetition": ("en",),
+        "gopher_quality": ("en",), "c4_quality": ("en",), "fineweb_quality": ("en",), "pii": ()}
     # two filters share one word splitter: the split of a text is made once
     gopher = [p.step for p in html.recipe_steps if p.name in ("gopher_repetition", "gopher_quality")]
     assert gopher[0].language is gopher[1].language
@@ -93,7 +93,7 @@ def test_bad_recipe_is_one_line_error(tmp_path, text, message):
 
 
 def test_recipe_names_and_languages():
-    with pytest.raises(RecipeError, match="built in: fineweb, none"):
+    with pytest.raises(RecipeError, match="built in: fineweb, fineweb2, none"):
         load_recipe("finewbe")
     assert parse_languages("en, es") == ["en", "es"] and parse_languages("all") is None
     with pytest.raises(RecipeError):

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from datatrove.pipeline.base import PipelineStep
 
+from pipeline.clean.languages import check_word_tokenizer, load_languages
+from pipeline.clean.multilingual import FILTER_CLASSES, PER_LANGUAGE_CLASSES, judged_languages, per_language_judges
 from pipeline.clean.recipe import Recipe, RecipeError, RecipeStep, load_recipe
-from pipeline.clean.steps import (STEP_CLASSES, CountTokens, GuardedFilter, KeptExamples, TokenCounter,
-                                  exclusion_writer)
+from pipeline.clean.steps import (STEP_CLASSES, CountTokens, GuardedFilter, GuardedTransform, KeptExamples,
+                                  TokenCounter, exclusion_writer)
 from pipeline.clean.warc import CheckedWarcReader
 from pipeline.clean.words import SharedWordTokenizer
 
@@ -123,9 +125,11 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
     recipe_steps = [s for s in recipe.enabled_steps() if html_input or s.step != "trafilatura"]
     names = [s.step for s in recipe_steps]
     for position, step in enumerate(recipe_steps):
-        if step.applies_to and "language_filter" not in names[:position]:
-            raise RecipeError(f"{recipe.path}: step {step.step} has applies_to {list(step.applies_to)} but no "
-                              f"language_filter runs before it to detect the language")
+        if (step.applies_to or (step.per_language and step.step != "language_filter")) \
+                and "language_filter" not in names[:position]:
+            raise RecipeError(f"{recipe.path}: step {step.step} judges by language (applies_to/per_language) but "
+                              f"no language_filter runs before it to detect the language")
+    registry = load_languages() if any(s.per_language for s in recipe_steps) else {}
     if not html_input and count_tokens:
         plan.count_tokens = CountTokens(count_tokens)
         plan.steps.append(plan.count_tokens)
@@ -133,22 +137,40 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         insert_at = names.index("url_filter") + 1 if "url_filter" in names else 0
         recipe_steps.insert(insert_at, RecipeStep("trafilatura", {"favour_precision": True}))
     word_tokenizers: dict[str, SharedWordTokenizer] = {}
+
+    def word_split(code: str):
+        """The word tokenizer of a language(-script) code, one per code, shared by every step that splits words."""
+        check_word_tokenizer(code)
+        if not shared_word_split:
+            return code
+        if code not in word_tokenizers:
+            word_tokenizers[code] = SharedWordTokenizer(code)
+        return word_tokenizers[code]
+
     for number, step in enumerate(recipe_steps, start=1):
         folder = f"{work_dir}/excluded/{number:02d}_{step.step}"
         step_class = STEP_CLASSES[step.step]
         kwargs = {key: _tuples(value) for key, value in step.params.items()}
         kwargs.update(exclusion_writer=exclusion_writer(folder), count_tokens=count_tokens)
-        if issubclass(step_class, GuardedFilter):
+        if issubclass(step_class, (GuardedFilter, GuardedTransform)):
             kwargs["applies_to"] = step.applies_to
         if step.step == "language_filter":
             kwargs["languages"] = languages
+        judged = judged_languages(registry, languages) if step.per_language else []
         try:
-            if step.step in WORD_SPLITTING_STEPS:
-                language = step.applies_to[0] if step.applies_to else "en"
-                if shared_word_split and language not in word_tokenizers:
-                    word_tokenizers[language] = SharedWordTokenizer(language)
-                kwargs["language"] = word_tokenizers[language] if shared_word_split else language
-            instance = step_class(**kwargs)
+            if step.per_language and step.step in FILTER_CLASSES:  # one datatrove filter per language
+                judges = per_language_judges(step.step, {k: _tuples(v) for k, v in step.params.items()},
+                                             step.applies_to, registry, languages, word_split)
+                instance = PER_LANGUAGE_CLASSES[step.step](judges=judges, exclusion_writer=kwargs["exclusion_writer"],
+                                                           count_tokens=count_tokens)
+            else:
+                if step.per_language and step.step == "language_filter":
+                    kwargs["language_thresholds"] = {label: registry[label].min_language_score for label in judged}
+                elif step.per_language:  # a text step: FineWeb-2's languages (and its own applies_to) only
+                    kwargs["applies_to"] = tuple(judged) + tuple(step.applies_to)
+                if step.step in WORD_SPLITTING_STEPS:
+                    kwargs["language"] = word_split(step.applies_to[0] if step.applies_to else "en")
+                instance = step_class(**kwargs)
         except (TypeError, ValueError) as e:
             raise RecipeError(f"{recipe.path}: step {step.step}: {' '.join(str(e).split())}") from None
         plan.recipe_steps.append(PlannedStep(step.step, instance, folder))

@@ -56,21 +56,48 @@ class OfflineFT176LID(FT176LID):
         return best, scores_by_language
 
 
+SCORE_BINS = 10  # the report's score histogram per detected language: lid_score/<lang>/<bin>, bin = floor(score * 10)
+
+
 class OfflineLanguageFilter(LanguageFilter):
     """datatrove's LanguageFilter (same decision rule) on the offline model; counts every detected language and
-    names the reason of each drop (`language_xx`, or `low_score_xx` when xx was requested but scored too low)."""
+    its score histogram, and names the reason of each drop (`language_xx`, or `low_score_xx` when xx was
+    requested but scored too low).
+
+    language_thresholds: {label: minimum} for languages that need another minimum than `language_threshold` (the
+    fineweb2 recipe's, from configs/fineweb2/): datatrove's rule with each language's own minimum.
+    """
 
     def __init__(self, languages: list[str] | str | None = None, language_threshold: float = 0.65,
-                 exclusion_writer=None, keep_top_pairs_threshold: float = -1):
+                 exclusion_writer=None, keep_top_pairs_threshold: float = -1,
+                 language_thresholds: dict[str, float] | None = None):
         super().__init__(languages=languages, language_threshold=language_threshold,
                          exclusion_writer=exclusion_writer, keep_top_pairs_threshold=keep_top_pairs_threshold)
         self.model = OfflineFT176LID(self.languages)
+        self.language_thresholds = dict(language_thresholds or {})
+
+    def minimum(self, language: str) -> float:
+        return self.language_thresholds.get(language, self.language_threshold)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        keep = super().filter(doc)
+        keep = super().filter(doc) if not self.language_thresholds else self._keep_by_language(doc)
         language = doc.metadata["language"]
         self.stat_update(f"language_{language}")
+        bin_ = min(int(doc.metadata["language_score"] * SCORE_BINS), SCORE_BINS - 1)
+        self.stat_update(f"lid_score/{language}/{bin_}")
         if keep:
             return True
         requested = self.languages is None or language in self.languages
         return False, f"low_score_{language}" if requested else f"language_{language}"
+
+    def _keep_by_language(self, doc: Document) -> bool:
+        """datatrove's LanguageFilter.filter with a minimum per language (its own code, one threshold, otherwise)."""
+        (language, score), scores = self.model.predict(doc)
+        doc.metadata["language"], doc.metadata["language_score"] = language, score
+        if self.keep_top_pairs_threshold != -1:
+            for key, value in scores.items():
+                if value > self.keep_top_pairs_threshold:
+                    doc.metadata[f"top_language_{key}_score"] = value
+        if self.languages:
+            return any(value > self.minimum(key) for key, value in scores.items())
+        return score > self.minimum(language)

@@ -7,6 +7,7 @@
       - step: gopher_quality
         applies_to: [en]                        # judge only documents detected as these languages
         enabled: true                           # false switches a step off without deleting it
+        per_language: fineweb2                  # documents of a configs/fineweb2/ language: FineWeb-2's values
         params: {min_doc_words: 50}             # datatrove's keyword arguments for the step
     report: {count_tokens: true, examples: 3}
     dedup: {minhash: true}                      # checked and used by pipeline/dedup, kept here as given
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 import configs
+from pipeline.clean.multilingual import PER_LANGUAGE_STEPS, PER_LANGUAGE_VALUES
 from pipeline.clean.steps import STEP_CLASSES, step_parameters
 from pipeline.errors import GPTStackError
 
@@ -35,6 +37,7 @@ class RecipeStep:
     params: dict = field(default_factory=dict)
     applies_to: tuple[str, ...] = ()
     enabled: bool = True
+    per_language: str | None = None  # "fineweb2": judge each language with its configs/fineweb2/ values
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Recipe:
         return [s for s in self.steps if s.enabled]
 
 
-WARC_OPTIONS = {"trust_http_content_type": bool}
+WARC_OPTIONS = {"trust_http_content_type": bool, "cjk_charsets": bool}
 REPORT_OPTIONS = {"count_tokens": bool, "examples": int}
 
 
@@ -120,9 +123,14 @@ def _parse_step(path: Path, index: int, item) -> RecipeStep:
     where = f"{path}: step {index} ({name})"
     if name not in STEP_CLASSES:
         raise RecipeError(f"{where}: unknown step; known steps: {', '.join(STEP_CLASSES)}")
-    unknown = set(item) - {"step", "params", "applies_to", "enabled"}
+    unknown = set(item) - {"step", "params", "applies_to", "enabled", "per_language"}
     if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: params, applies_to, enabled)")
+        raise RecipeError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: params, applies_to, enabled, "
+                          "per_language)")
+    per_language = item.get("per_language")
+    if per_language is not None and (per_language != PER_LANGUAGE_VALUES or name not in PER_LANGUAGE_STEPS):
+        raise RecipeError(f"{where}: `per_language` must be {PER_LANGUAGE_VALUES!r}, on one of the steps "
+                          f"{', '.join(PER_LANGUAGE_STEPS)}")
     params = item.get("params") or {}
     if not isinstance(params, dict):
         raise RecipeError(f"{where}: `params` must be a mapping")
@@ -138,4 +146,5 @@ def _parse_step(path: Path, index: int, item) -> RecipeStep:
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RecipeError(f"{where}: `enabled` must be true or false")
-    return RecipeStep(step=name, params=params, applies_to=tuple(applies_to), enabled=enabled)
+    return RecipeStep(step=name, params=params, applies_to=tuple(applies_to), enabled=enabled,
+                      per_language=per_language)

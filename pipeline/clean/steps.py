@@ -18,7 +18,7 @@ from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                         GopherRepetitionFilter, URLFilter)
-from datatrove.pipeline.formatters import PIIFormatter
+from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter, SymbolLinesFormatter
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 
@@ -62,18 +62,42 @@ class GuardedFilter:
         return [self.guarded_filter(doc) for doc in batch]
 
     def guarded_filter(self, doc: Document) -> bool | tuple[bool, str]:
+        tokens_before = doc.metadata.get("token_count", 0)
         if self.applies_to and doc.metadata.get("language") not in self.applies_to:
             self.stat_update("passed_other_language")
+            count_by_language(self, doc, tokens_before, None)
             return True
         text_before = doc.text
         try:
             result = self.filter(doc)
         except Exception as error:  # noqa: BLE001 - any crash on one document must not stop the run
             doc.metadata["error"] = error_message(error)
-            return False, error_reason(error)
+            result = False, error_reason(error)
         if self.count_tokens and doc.text is not text_before and doc.text != text_before:  # C4 removed lines
             doc.metadata["token_count"] = self.count_tokens(doc.text)
+        kept = result if isinstance(result, bool) else result[0]
+        count_by_language(self, doc, tokens_before, None if kept else (result[1] if isinstance(result, tuple)
+                                                                       else "unnamed"))
         return result
+
+
+BY_LANGUAGE = "by_language/"  # stats key prefix: by_language/<lang>/{docs_in,tokens_in,docs_out,tokens_out,dropped/...}
+
+
+def count_by_language(step: PipelineStep, doc: Document, tokens_before: int, dropped_reason: str | None) -> None:
+    """Per-language stats of one document through `step` (from the language filter on, where the language is
+    known), for the report's per-language tables."""
+    language = doc.metadata.get("language")
+    if language is None:
+        return
+    prefix = f"{BY_LANGUAGE}{language}/"
+    step.stat_update(prefix + "docs_in")
+    step.stat_update(prefix + "tokens_in", value=int(tokens_before or 0))
+    if dropped_reason is None:
+        step.stat_update(prefix + "docs_out")
+        step.stat_update(prefix + "tokens_out", value=int(doc.metadata.get("token_count", 0) or 0))
+    else:
+        step.stat_update(f"{prefix}dropped/{dropped_reason}")
 
 
 class Unusable(Exception):
@@ -96,9 +120,10 @@ class GuardedTransform:
     counts_every_document = False
 
     def __init__(self, exclusion_writer: JsonlWriter | None = None, count_tokens: TokenCounter | None = None,
-                 **kwargs):
+                 applies_to: tuple[str, ...] = (), **kwargs):
         super().__init__(**kwargs)
         self.exclusion_writer, self.count_tokens = exclusion_writer, count_tokens
+        self.applies_to = tuple(applies_to)  # languages whose documents it rewrites; () = all
 
     def session(self):
         """What `new_text` needs open for a whole task (e.g. a sandbox process); passed to it as `session`."""
@@ -115,6 +140,14 @@ class GuardedTransform:
         with self.session() as session, (self.exclusion_writer or _NoWriter()) as writer:
             for doc in data:
                 self.stat_update(StatHints.total)
+                tokens_before = doc.metadata.get("token_count", 0)
+                if self.applies_to and doc.metadata.get("language") not in self.applies_to:
+                    self.stat_update("passed_other_language")
+                    count_by_language(self, doc, tokens_before, None)
+                    self.stat_update(StatHints.forwarded)
+                    self.update_doc_stats(doc)
+                    yield doc
+                    continue
                 with self.track_time():
                     try:
                         text, reason = self.new_text(doc, session), None
@@ -125,6 +158,7 @@ class GuardedTransform:
                 if reason:
                     self.stat_update(StatHints.dropped, f"dropped_{reason}")
                     doc.metadata["filter_reason"] = reason
+                    count_by_language(self, doc, tokens_before, reason)
                     writer.write(doc, rank)
                     continue
                 changed = text != doc.text
@@ -133,6 +167,7 @@ class GuardedTransform:
                     doc.text = text
                 if self.count_tokens and (changed or self.counts_every_document):
                     doc.metadata["token_count"] = self.count_tokens(text)
+                count_by_language(self, doc, tokens_before, None)
                 self.stat_update(StatHints.forwarded)
                 self.update_doc_stats(doc)
                 yield doc
@@ -176,8 +211,9 @@ class CleanFineWebQuality(GuardedFilter, FineWebQualityFilter):
 
 
 class CleanTrafilatura(GuardedTransform, Trafilatura):
-    """datatrove's Trafilatura extraction (same sandbox process and per-document timeout) that keeps aside what it
-    cannot use: a timeout, a crash or a page with no main text goes to the exclusion folder with its reason."""
+    """datatrove's Trafilatura extraction in its sandbox process that keeps aside what it cannot use: a timeout, a
+    crash or a page with no main text goes to the exclusion folder with its reason. `timeout` counts CPU seconds of
+    the sandbox, not wall-clock time, so a busy machine keeps the same pages (pipeline/clean/extraction.py)."""
 
     counts_every_document = True  # HTML in, text out: no document has a count yet
 
@@ -203,6 +239,52 @@ class CleanPII(GuardedTransform, PIIFormatter):
 
     def new_text(self, doc: Document, session) -> str:
         return self.format(doc.text)
+
+
+class CleanFTFY(GuardedTransform, FTFYFormatter):
+    """datatrove's FTFY formatter (mojibake and broken encodings repaired), as FineWeb-2 runs it after filtering."""
+
+    def new_text(self, doc: Document, session) -> str:
+        return self.format(doc.text)
+
+
+class CleanSymbolLines(GuardedTransform, SymbolLinesFormatter):
+    """datatrove's SymbolLinesFormatter: FineWeb-2 gives it `symbols_to_remove: ["|"]`, `replace_char: "\\n"` to
+    remove the lines of `|` that Trafilatura leaves where tables were."""
+
+    def new_text(self, doc: Document, session) -> str:
+        return self.format(doc.text)
+
+
+class OpenCCConvert(GuardedTransform, PipelineStep):
+    """Converts Chinese text between scripts with OpenCC (`config`: t2s traditional -> simplified, s2t, s2tw,
+    tw2s, s2hk, hk2s, t2tw, s2twp, tw2sp; phrases as well as characters). Off in the fineweb2 recipe: FineWeb-2
+    keeps both scripts, and so does this project unless asked."""
+
+    name = "🈶 OpenCC"
+    type = "✂️ - FORMAT"
+
+    def __init__(self, config: str = "t2s", **kwargs):
+        super().__init__(**kwargs)
+        from opencc import OpenCC
+
+        self.config = config
+        try:
+            OpenCC(config)
+        except Exception as error:  # noqa: BLE001 - opencc raises bare errors for an unknown config
+            raise ValueError(f"OpenCC has no conversion {config!r} (t2s, s2t, s2tw, tw2s, s2hk, hk2s, t2tw, "
+                             f"s2twp, tw2sp)") from error
+        self._converter = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_converter": None}
+
+    def new_text(self, doc: Document, session) -> str:
+        if self._converter is None:
+            from opencc import OpenCC
+
+            self._converter = OpenCC(self.config)
+        return self._converter.convert(doc.text)
 
 
 class CountTokens(GuardedTransform, PipelineStep):
@@ -262,10 +344,14 @@ STEP_CLASSES: dict[str, type] = {
     "c4_quality": CleanC4Quality,
     "fineweb_quality": CleanFineWebQuality,
     "pii": CleanPII,
+    "ftfy": CleanFTFY,
+    "symbol_lines": CleanSymbolLines,
+    "opencc": OpenCCConvert,
 }
 # Parameters the pipeline sets itself (not the recipe's `params`): where dropped documents go, the language(s) to
 # keep or judge, the token counter.
-RESERVED_PARAMS = ("exclusion_writer", "languages", "count_tokens", "language", "applies_to")
+RESERVED_PARAMS = ("exclusion_writer", "languages", "count_tokens", "language", "applies_to",
+                   "language_thresholds")
 
 
 def step_parameters(step: str) -> set[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import WarcReader
 
+from pipeline.clean.charsets import decode_page
 from pipeline.clean.steps import exclusion_writer
 from pipeline.readers import RejectedRecords, contiguous_block
 
@@ -42,6 +43,7 @@ class CheckedWarcReader(WarcReader):
         super().__init__(data_folder, **kwargs)
         self.files, self.exclusion_folder = list(files), exclusion_folder
         self.trust_http_content_type = trust_http_content_type
+        self.cjk_charsets = False  # the recipe's warc option: decode as browsers do (pipeline/clean/charsets.py)
         self._writer, self._rank, self._rejected = None, 0, None
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -139,6 +141,10 @@ class CheckedWarcReader(WarcReader):
         """The page as text and its charset: the server's declared charset (if trusted), UTF-8, then detected."""
         import cchardet
 
+        if self.cjk_charsets:
+            declared = http_type if self.trust_http_content_type and http_type else ""
+            declared = declared.lower().split("charset=")[1].split(";")[0] if "charset=" in declared.lower() else None
+            return decode_page(content, declared, lambda page: cchardet.detect(page)["encoding"])
         candidates = []
         if self.trust_http_content_type and http_type and "charset=" in http_type.lower():
             candidates.append(http_type.lower().split("charset=")[1].split(";")[0].strip().strip("\"'"))

@@ -19,7 +19,13 @@ once the vocabulary passes `max_vocab` entries), and
   * counts C4's sentences (line by line) by running spaCy's sentencizer rule over those remembered tokens (with
     spaCy itself, outside the memory zone, where an exception could join chunks), remembering the answer for
     lines it has seen (boilerplate lines recur across pages).
-Languages whose datatrove tokenizer is not a plain spaCy pipeline (ja, zh, vi, th, ...) use it as is.
+Chinese (`cmn_Hani`, `zh_Hani`, ...: spaCy with the jieba segmenter) gets jieba's words directly, chunk by chunk.
+spaCy's Chinese tokenizer in jieba mode is `[w for w in jieba.cut(text, cut_all=False) if w]` made into a Doc, and
+datatrove strips the words and drops the blank ones. jieba cuts a text into blocks of [Han a-zA-Z0-9+#&._%-] and
+cuts each block on its own (anything else, whitespace included, becomes single-character words), so the words of a
+text are those of its whitespace-free chunks, in order: remembered per chunk like the English path (boilerplate
+lines of a site recur). Never ask datatrove for "zh": in 0.10.1 that is spaCy's `xx`, which does not segment.
+Languages whose datatrove tokenizer is another (ja, ko, vi, th, ...) use it as is; the split is still shared.
 `bench/bench_clean.py` and tests/test_clean_words.py check that words, sentences and decisions are identical.
 """
 import re
@@ -31,6 +37,7 @@ from datatrove.utils.word_tokenizers import (SpaCyTokenizer, WordTokenizer, load
 # spaCy fails on this string inside a memory zone from its second call on, and datatrove then drops it from the
 # text; texts holding it go to datatrove's tokenizer so that they get datatrove's words, whatever spaCy's state.
 STATEFUL_SPACY_FAILURE = "IS_ALPHA"
+JIEBA_CONFIG = {"nlp": {"tokenizer": {"segmenter": "jieba"}}}  # datatrove's SpaCyTokenizer for Chinese
 WHITESPACE_OR_NOT = re.compile(r"\s+|\S+")  # (re's \s is str.isspace, the whitespace spaCy splits at)
 
 
@@ -44,6 +51,8 @@ class SharedWordTokenizer(WordTokenizer):
         self._spacy_fast_path = (
             isinstance(self._datatrove_tokenizer, SpaCyTokenizer) and self._datatrove_tokenizer.config is None
         )
+        self._jieba_path = (isinstance(self._datatrove_tokenizer, SpaCyTokenizer)
+                            and self._datatrove_tokenizer.config == JIEBA_CONFIG)
         self._nlp, self._chunk_words, self._exception_parts, self._line_spans = None, {}, set(), {}
         self._sentencizer = None  # (punctuation that ends a sentence, spaCy's is_punct) once the pipeline exists
         self._last_text, self._last_words = None, None
@@ -70,7 +79,9 @@ class SharedWordTokenizer(WordTokenizer):
         if text == self._last_text:
             return self._last_words
         words = None
-        if self._spacy_fast_path and STATEFUL_SPACY_FAILURE not in text:
+        if self._jieba_path and STATEFUL_SPACY_FAILURE not in text:
+            words = self._jieba_words(text)
+        elif self._spacy_fast_path and STATEFUL_SPACY_FAILURE not in text:
             try:
                 words = self._words_by_chunk(text)
                 if words is None:  # neighbouring chunks that an exception could join
@@ -80,6 +91,19 @@ class SharedWordTokenizer(WordTokenizer):
         if words is None:
             words = self._datatrove_tokenizer.word_tokenize(text)
         self._last_text, self._last_words = text, words
+        return words
+
+    def _jieba_words(self, text: str) -> list[str]:
+        import jieba
+
+        known, words = self._chunk_words, []
+        for chunk in text.split():  # (str.split and jieba's re_skip agree on whitespace: both are str.isspace)
+            chunk_words = known.get(chunk)
+            if chunk_words is None:
+                if len(known) >= self.max_chunks:
+                    known.clear()
+                chunk_words = known[chunk] = [word for word in jieba.cut(chunk, cut_all=False) if word.strip()]
+            words += chunk_words
         return words
 
     def _spacy_words(self, text: str) -> list[str]:
