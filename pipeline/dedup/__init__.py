@@ -44,6 +44,37 @@ def word_tokenizer(language: str):
     return SharedWordTokenizer(language)
 
 
+def minhash_signature(config: DedupConfig, folder: str) -> MinhashDedupSignature:
+    """datatrove's MinHash signature step; with `per_language`, the words of each document come from the word
+    tokenizer of its own language (configs/fineweb2: `cmn_Hani`'s jieba for `zh`), as FineWeb-2 deduplicates each
+    language with its own tokenizer."""
+    if not config.per_language:
+        return MinhashDedupSignature(folder, config=config.minhash_config(), language=word_tokenizer(config.language))
+    from pipeline.clean.languages import load_languages
+
+    tokenizers = {label: word_tokenizer(values.code) for label, values in load_languages().items()}
+    return LanguageMinhashSignature(folder, config=config.minhash_config(),
+                                    language=word_tokenizer(config.language), tokenizers=tokenizers)
+
+
+class LanguageMinhashSignature(MinhashDedupSignature):
+    """MinhashDedupSignature whose word tokenizer follows each document's `metadata.language` (its own code for
+    the languages it has no tokenizer for). Pairs across languages need the same words, so in practice only
+    documents of one language are paired, as in FineWeb-2's per-language dedup."""
+
+    def __init__(self, output_folder: str, config, language, tokenizers: dict):
+        super().__init__(output_folder=output_folder, config=config, language=language)
+        self.default_tokenizer, self.tokenizers = self.word_tokenizer, dict(tokenizers)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        def choosing_tokenizer(documents):
+            for document in documents:  # get_shingles(document.text) runs right after each document arrives
+                self.word_tokenizer = self.tokenizers.get(document.metadata.get("language"), self.default_tokenizer)
+                yield document
+
+        return super().run(choosing_tokenizer(data), rank, world_size)
+
+
 def dedup_stages(config: DedupConfig, input_folder, folder, tasks: int) -> list[Stage]:
     """The four dedup stages over the `tasks` stage files in `input_folder`; kept documents end up in
     `folder/documents/<rank>.jsonl.zst`, removed ones in `folder/removed/<rank>.jsonl.gz`."""
@@ -55,8 +86,7 @@ def dedup_stages(config: DedupConfig, input_folder, folder, tasks: int) -> list[
     signing = [StageReader(input_folder), DocumentIds(str(signatures / "ids"))]
     signing += [ContentSignatures(str(signatures / kind), kind) for kind in ("exact", "url") if getattr(config, kind)]
     if config.minhash:
-        signing.append(MinhashDedupSignature(str(signatures / "near"), config=minhash,
-                                             language=word_tokenizer(config.language)))
+        signing.append(minhash_signature(config, str(signatures / "near")))
     jobs = []
     if config.minhash:
         jobs.append((MinhashDedupBuckets(str(signatures / "near"), str(pairs / "near"), config=minhash),

@@ -13,6 +13,8 @@ exact dedup on a normalised content hash and URL dedup. A recipe YAML may change
       hashes_per_bucket: 8
       hash_precision: 64     # 32 or 64
       language: en           # word splitting of datatrove's tokenizer for this language
+      per_language: fineweb2 # instead: each document's words by the tokenizer of its own language
+                             # (configs/fineweb2/<lang_Script>.yml; `language` for the others)
 
 Whether dedup runs at all is `--dedup/--no-dedup`; by default it does for every input except the Hub corpora that
 were deduplicated when they were made (fineweb, fineweb-edu).
@@ -34,6 +36,7 @@ class DedupConfig:
     hashes_per_bucket: int = 8
     hash_precision: int = 64
     language: str = "en"
+    per_language: str = ""  # "fineweb2": MinHash splits each document with its language's configs/fineweb2 tokenizer
     seed: int = 1  # of MinHash's hash functions (FineWeb's value); unrelated to the shuffle --seed
 
     def as_dict(self) -> dict:
@@ -73,6 +76,8 @@ def parse_dedup_section(where: str, data) -> DedupConfig:
             raise InputError(f"{where}: dedup.{key} must be at least 1, got {getattr(config, key)}")
     if config.hash_precision not in (32, 64):
         raise InputError(f"{where}: dedup.hash_precision must be 32 or 64, got {config.hash_precision}")
+    if config.per_language not in ("", "fineweb2"):
+        raise InputError(f"{where}: dedup.per_language must be fineweb2 (or left out), got {config.per_language!r}")
     from datatrove.utils.word_tokenizers import load_tokenizer_assignments
 
     if config.minhash and config.language not in load_tokenizer_assignments():

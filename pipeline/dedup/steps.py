@@ -17,6 +17,7 @@ Filter: `DedupFilter`, one task per stage file: drops the others and writes each
 import hashlib
 import json
 import struct
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +46,12 @@ def json_line(value) -> bytes:
 
 def ids_path(folder, rank: int) -> Path:
     return Path(folder) / f"{rank:05d}.ids"
+
+
+def cluster_sizes_path(folder, rank: int) -> Path:
+    """{"index", "size"} per line: the kept documents of stage file `rank` that have duplicates, and how many
+    documents their cluster held (FineWeb-2's `minhash_cluster_size`, for upsampling later)."""
+    return Path(folder) / f"{rank:05d}.sizes.jsonl"
 
 
 def removals_path(folder, rank: int) -> Path:
@@ -219,7 +226,12 @@ class DedupClusters(PipelineStep):
                                            "kept_at": list(kept_at)}))
                         counts[REASONS[code]] += 1
                         self.stat_update(f"removed_{REASONS[code]}")
-            clusters_kept = len({clusters.find(node) for node in reason_of})
+            sizes = Counter(clusters.find(node) for node in reason_of)  # root (the kept document) -> members
+            for stage_rank in range(self.stage_tasks):
+                with atomic_file(cluster_sizes_path(output, stage_rank)) as f:
+                    for root in sorted(r for r in sizes if split_position(r)[0] == stage_rank):
+                        f.write(json_line({"index": split_position(root)[1], "size": sizes[root]}))
+            clusters_kept = len(sizes)
             atomic_write(output / "summary.json", json.dumps({"removed": counts, "clusters": clusters_kept,
                                                               "documents_in_clusters": len(reason_of)}))
         return
@@ -242,7 +254,8 @@ def read_summary(clusters_folder) -> dict:
 
 class DedupFilter(PipelineStep):
     """Drop the documents `DedupClusters` marked for this task; write each aside with the id of the kept one
-    (metadata `duplicate_of`, `duplicate_of_position` "rank/index" in the stage files, `dedup_reason`)."""
+    (metadata `duplicate_of`, `duplicate_of_position` "rank/index" in the stage files, `dedup_reason`). Every kept
+    document records the size of its duplicate cluster in `minhash_cluster_size` (1: no duplicate)."""
 
     name = "🧹 Dedup filter"
     type = "🫂 - DEDUP"
@@ -256,6 +269,10 @@ class DedupFilter(PipelineStep):
             upcoming = (json.loads(line) for line in removals)
             removal = next(upcoming, None)
             writer = self.exclusion_writer
+            sizes_file = cluster_sizes_path(self.clusters_folder, rank)
+            sizes = {}
+            if sizes_file.exists():
+                sizes = {entry["index"]: entry["size"] for entry in map(json.loads, sizes_file.open(encoding="utf-8"))}
             try:
                 for index, document in enumerate(data):
                     if removal is not None and removal["index"] == index:
@@ -267,6 +284,7 @@ class DedupFilter(PipelineStep):
                                 writer.write(document, rank)
                         removal = next(upcoming, None)
                         continue
+                    document.metadata["minhash_cluster_size"] = sizes.get(index, 1)
                     self.stat_update(StatHints.forwarded)
                     yield document
             finally:
