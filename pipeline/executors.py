@@ -24,11 +24,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
 
 from pipeline.errors import GPTStackError, InputError
 from pipeline.files import atomic_write
+from pipeline.lifeline import mark_main_process
 from pipeline.progress import run_with_progress
+from pipeline.tasklog import use_task_logger
 from pipeline.stages import Stage
 from pipeline.tokenize_step import usable_cpus
 
@@ -164,9 +167,8 @@ def make_executor(steps: list, tasks: int, workers: int, logging_dir: str, resum
     executor = settings.executor
     workers = tasks if workers == -1 and executor != "slurm" else workers
     if executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir,
+        mark_main_process()  # its workers end if this process is killed (pipeline/lifeline.py)
+        return LocalStageExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir,
                                      skip_completed=resume)
     if executor == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
@@ -227,6 +229,15 @@ class ExecutorFactory:
             self.submitted.append(executor)
             record_slurm_jobs(self.work, name, executor.job_id)
         return None
+
+
+class LocalStageExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose tasks log through pipeline/tasklog.py: a full disk stops the run with one
+    line, not with the tracebacks of the failed write and of the task log that cannot be written either."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        use_task_logger()  # here: runs in the process that runs the task (a pool worker imports datatrove afresh)
+        return super()._run_for_rank(rank, local_rank, node_rank)
 
 
 class SlurmStageExecutor(SlurmPipelineExecutor):

@@ -37,10 +37,11 @@ from pipeline.outputlock import OutputLock, describe_takeover
 from pipeline.pack import VAL_MAX_FRACTION, pack_shards
 from pipeline.prepare_tokenizer import (add_tokenizer_arguments, manifest_tokenizer, plan_tokenizer,
                                        tokenizer_companion, tokenizer_fingerprint, train_on_shuffled)
-from pipeline.readers import LimitDocuments, count_skipped
+from pipeline.readers import SKIP_REASONS, LimitDocuments, count_skipped
 from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
 from pipeline.shuffle import add_shuffle_arguments, shuffle_stages
 from pipeline.stages import Stage, StageReader, input_signature, run_stages, stage_writer
+from pipeline.tasklog import is_disk_full
 from pipeline.tokenize_step import TokenizeToStream
 from pipeline.tokenizer import check_fits_uint16, get_encoding
 from pipeline.tokenizer_spec import COPY_DIR
@@ -188,7 +189,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         kept_none = f" or the cleaning recipe kept none (see {work / 'cleaning' / 'report.md'})" if cleaned else ""
         raise InputError(f"no document could be read from --corpus {args.corpus}"
                          f"{' --input ' + args.input if args.input else ''}{kept_none}; nothing written "
-                         f"(skipped records are in {work / 'rejected'})")
+                         f"({skipped_summary(work / 'rejected')})")
     tokenizer_sizes, tokenizer_fields = manifest_tokenizer(tokenizer, args.tokenizer)
     cleaning_summary = {"recipe": recipe.name, "languages": cleaned["languages"], "documents": cleaned["documents"],
                         "report": "cleaning/report.md"} if cleaned else None
@@ -213,13 +214,32 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     return manifest
 
 
+def skipped_summary(rejected: Path) -> str:
+    """What the readers skipped, for the error of a run that read nothing; names `rejected` only when it exists."""
+    skipped = count_skipped(rejected)
+    if not skipped:
+        return "the input holds no record"
+    listed = ", ".join(f"{SKIP_REASONS.get(reason, reason)}: {count}" for reason, count in sorted(skipped.items()))
+    return f"skipped {sum(skipped.values())} records ({listed}); they are in {rejected}"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        args = parse_args(argv)
         with contextlib.ExitStack() as held:
-            prepare(parse_args(argv), argv, held)
+            prepare(args, argv, held)
     except GPTStackError as error:
         exit_with_error(error)
+    except OSError as error:  # a full disk while this process writes (stage records, shards, the report)
+        if not is_disk_full(error):
+            raise
+        exit_with_error(GPTStackError(disk_full_message(Path(args.output or Path("data") / args.corpus), error)))
+
+
+def disk_full_message(output: Path, error: OSError) -> str:
+    return (f"{output.absolute()}: no space left on its disk ({error.filename or error.strerror}); the earlier "
+            "output there is untouched; free some space and run the same command again (finished work is reused)")
 
 
 if __name__ == "__main__":
