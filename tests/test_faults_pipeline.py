@@ -125,7 +125,6 @@ def shard_copy(sample_shards, tmp_path) -> Path:
 
 
 # ---- 2: two prepare runs into one output folder ------------------------------------------------------------------
-@PHASE_B
 def test_second_prepare_into_a_busy_folder_refuses_and_the_first_finishes(slow_reference, tmp_path):
     out = tmp_path / "out"
     first = start_prepare(*SLOW_COMMAND, "--output", out)
@@ -144,7 +143,6 @@ def test_second_prepare_into_a_busy_folder_refuses_and_the_first_finishes(slow_r
 
 
 # ---- 6: killing the main process leaves no worker behind ------------------------------------------------------
-@PHASE_B
 def test_killed_main_process_leaves_no_workers_and_the_rerun_resumes(warc_reference, tmp_path):
     out = tmp_path / "out"
     # no pipes: an orphaned worker would hold them open, and this test is about the workers themselves
@@ -174,7 +172,6 @@ def test_killed_main_process_leaves_no_workers_and_the_rerun_resumes(warc_refere
 
 
 # ---- 3 (inspect part): token ids outside the vocabulary ----------------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("token", [50300, 60000])
 def test_inspect_finds_a_token_outside_the_vocabulary(shard_copy, token):
     shard = manifest(shard_copy)["shards"][-1]["file"]
@@ -198,7 +195,6 @@ def test_inspect_reports_wrong_magic_truncation_and_a_corrupt_manifest(shard_cop
 
 
 # ---- 4: truncated and garbled compressed input -----------------------------------------------------------------
-@PHASE_B
 def test_truncated_zst_is_a_corrupt_file_small_or_large(tmp_path):
     import zstandard
 
@@ -218,7 +214,6 @@ def test_truncated_zst_is_a_corrupt_file_small_or_large(tmp_path):
     assert "corrupt or truncated" in result.stderr
 
 
-@PHASE_B
 def test_plain_warc_cut_inside_a_record_keeps_no_partial_page(tmp_path):
     pages = warc_pages(3)
     write_warc(tmp_path / "two.warc", pages[:2], gzip_records=False)
@@ -236,7 +231,6 @@ def test_plain_warc_cut_inside_a_record_keeps_no_partial_page(tmp_path):
     assert cut["skipped"] == {"corrupt_file": 1}
 
 
-@PHASE_B
 def test_truncated_warc_gz_is_reported_on_the_console_and_in_the_manifest(tmp_path):
     data = (CRAWL / "news-200.warc.gz").read_bytes()
     (tmp_path / "cut.warc.gz").write_bytes(data[:400_000])  # cut inside a gzip member
@@ -248,7 +242,6 @@ def test_truncated_warc_gz_is_reported_on_the_console_and_in_the_manifest(tmp_pa
     assert "none" not in skipped_line and "corrupt" in skipped_line, skipped_line
 
 
-@PHASE_B
 def test_garbled_warc_record_header_keeps_the_pages_before_it(tmp_path):
     pages = warc_pages(3)
     write_warc(tmp_path / "one.warc", pages[:1], gzip_records=False)
@@ -265,7 +258,6 @@ def test_garbled_warc_record_header_keeps_the_pages_before_it(tmp_path):
 
 
 # ---- 5: language codes -------------------------------------------------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("code, closest", [("eng", "en"), ("zz", None), ("en,fra", "fr")])
 def test_unknown_language_code_is_one_line(tmp_path, code, closest):
     bad = code.split(",")[-1]
@@ -281,7 +273,6 @@ def test_unknown_language_code_is_one_line(tmp_path, code, closest):
 
 
 # ---- 9: the validation split's cap ---------------------------------------------------------------------------------
-@PHASE_B
 def test_one_huge_document_does_not_become_the_validation_split(tmp_path):
     from pipeline.tokenizer import get_encoding
 
@@ -299,7 +290,6 @@ def test_one_huge_document_does_not_become_the_validation_split(tmp_path):
 
 
 # ---- 11: smaller things ----------------------------------------------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("name, content", [("empty.jsonl", b""), ("empty.jsonl.gz", b""),
                                            ("cut.jsonl.zst", None)])
 def test_error_after_an_unreadable_file_names_only_folders_that_exist(tmp_path, name, content):
@@ -315,7 +305,6 @@ def test_error_after_an_unreadable_file_names_only_folders_that_exist(tmp_path, 
             assert Path(path.rstrip(".")).exists(), f"the error points to {path}, which does not exist"
 
 
-@PHASE_B
 def test_wrong_text_key_warnings_name_the_key(tmp_path):
     (tmp_path / "in.jsonl").write_bytes(jsonl(documents(3), key="content"))
     result = prepare("--input", tmp_path / "in.jsonl", "--text-key", "body", "--output", tmp_path / "out",
@@ -325,7 +314,6 @@ def test_wrong_text_key_warnings_name_the_key(tmp_path):
     assert_one_line_error(result, "in.jsonl")
 
 
-@PHASE_B
 def test_disk_full_during_prepare_is_one_line_and_keeps_the_earlier_output(tmp_path):
     disk = tmp_path / "disk"
     out = tmp_path / "report"
@@ -349,7 +337,6 @@ def test_disk_full_during_prepare_is_one_line_and_keeps_the_earlier_output(tmp_p
     assert (out / "after.sha").read_text() == (out / "before.sha").read_text()  # the earlier output intact
 
 
-@PHASE_B
 def test_report_links_only_to_files_that_exist(warc_reference):
     report = warc_reference / "cleaning" / "report.md"
     text = report.read_text()
