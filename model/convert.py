@@ -23,6 +23,7 @@ from transformers import GPT2Config, GPT2Tokenizer
 
 from model.checkpoint import CheckpointError
 from model.gpt import GPT, GPTConfig
+from model.model_card import write_export_extras
 from model.run_tokenizer import export_tokenizer_to_hf, weights_tokenizer
 from model.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
 from pipeline.errors import GPTStackError, exit_with_error
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"imported {args.from_hf} ({model.num_parameters(non_embedding=False):,} parameters) -> {args.out}")
         else:
             model = load_model(args.checkpoint)
-            export_to_hf(model, args.to_hf, weights_tokenizer(resolve_checkpoint(args.checkpoint)))
+            weights_folder = resolve_checkpoint(args.checkpoint)
+            tokenizer = weights_tokenizer(weights_folder)
+            export_to_hf(model, args.to_hf, tokenizer)
+            write_export_extras(args.to_hf, model, weights_folder, tokenizer)  # generation_config.json, README.md
             print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
     except GPTStackError as e:
         exit_with_error(e)

@@ -6,7 +6,7 @@ import argparse
 import codecs
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 import tiktoken
@@ -49,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="compute precision; auto = bfloat16 on a GPU that supports it, else float32")
     parser.add_argument("--no-kv-cache", action="store_true",
                         help="recompute the whole text for every new token (slow; for comparison only)")
+    parser.add_argument("--through-eot", action="store_true",
+                        help="keep generating past the end-of-text token (it is printed as <|endoftext|> and an "
+                             "unrelated new document follows); default: stop there, as Hugging Face's generate() "
+                             "does with an exported model's generation_config.json")
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1 or args.num_samples < 1:
         parser.error("--max-new-tokens and --num-samples must be at least 1")
@@ -88,6 +92,16 @@ def write_text_stream(tokens: Iterable[int], enc: tiktoken.Encoding, out: TextIO
     out.write(decoder.decode(b"", final=True))
 
 
+def until_end_of_text(tokens: Iterable[int], eot: int, generated: list[int]) -> Iterator[int]:
+    """The tokens before the first end-of-text (which ends the document the model was writing); each one kept is
+    also appended to `generated`, so the caller can count them after the stream is printed."""
+    for token in tokens:
+        if token == eot:
+            return
+        generated.append(token)
+        yield token
+
+
 def run(args: argparse.Namespace) -> None:
     device, dtype = pick_device_dtype(args.device, args.dtype)
     model = load_model(args.checkpoint, device=device).to(dtype)
@@ -110,10 +124,13 @@ def run(args: argparse.Namespace) -> None:
         tokens = generate_stream(model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                  top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                  use_kv_cache=not args.no_kv_cache, generator=generator)
-        write_text_stream((int(token) for token in tokens), enc, out)
+        generated: list[int] = []
+        stop_at = -1 if args.through_eot else enc.eot_token  # -1: no token has it, so nothing stops the stream
+        write_text_stream(until_end_of_text((int(token) for token in tokens), stop_at, generated), enc, out)
         out.write("\n")
         seconds = time.perf_counter() - start
-        print(f"[{args.max_new_tokens} tokens in {seconds:.2f} s, {args.max_new_tokens / seconds:.1f} tokens/s]",
+        stopped = " (stopped at end-of-text; --through-eot goes on)" if len(generated) < args.max_new_tokens else ""
+        print(f"[{len(generated)} tokens in {seconds:.2f} s, {len(generated) / seconds:.1f} tokens/s{stopped}]",
               file=sys.stderr)
 
 
