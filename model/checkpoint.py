@@ -123,6 +123,62 @@ def estimated_checkpoint_bytes(num_parameters: int) -> int:
     return num_parameters * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
 
 
+FILES_LIST = "checkpoint_files.json"  # every file of the checkpoint with its size, written last before the commit
+
+
+def list_files(checkpoint: Path) -> dict[str, int]:
+    """Relative path -> size in bytes of every file below `checkpoint` (the list itself and universal/ left out:
+    universal/ is added later, by a resume on another rank count)."""
+    return {str(p.relative_to(checkpoint)): p.stat().st_size for p in sorted(checkpoint.rglob("*"))
+            if p.is_file() and p.name != FILES_LIST and p.relative_to(checkpoint).parts[0] != UNIVERSAL_TAG}
+
+
+def verify(checkpoint: Path) -> str | None:
+    """What is wrong with a committed checkpoint's files (missing, truncated, grown), or None when every file
+    listed at its commit is there with its size. Checkpoints written before the list existed are taken as they are."""
+    path = checkpoint / FILES_LIST
+    if not path.is_file():
+        return None
+    try:
+        listed = json.loads(path.read_text())["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        return f"{path} cannot be read ({type(e).__name__})"
+    for name, size in listed.items():
+        file = checkpoint / name
+        if not file.is_file():
+            return f"{file} is missing"
+        actual = file.stat().st_size
+        if actual != size:
+            return f"{file} is {actual:,} bytes, {size:,} when it was saved ({'truncated' if actual < size else 'changed'})"
+    return None
+
+
+def newest_verified(run_dir: Path, say: Callable[[str], None] | None = print) -> Path | None:
+    """The newest complete checkpoint whose files verify; each newer one that does not is skipped, and `say`s so.
+    None when there is no checkpoint; a CheckpointError when there are some but none verifies."""
+    found = committed(run_dir)
+    for checkpoint in reversed(found):
+        problem = verify(checkpoint)
+        if problem is None:
+            return checkpoint
+        if say:
+            say(f"warning: checkpoint {checkpoint} skipped: {problem}")
+    if found:
+        raise CheckpointError(f"run folder {run_dir}: none of its {len(found)} checkpoint(s) verifies "
+                              f"(newest {found[-1].name}); see the warnings above, or --resume none in a new --run-dir")
+    return None
+
+
+def remove_unfinished_saves(run_dir: Path) -> None:
+    """Delete *.tmp folders that a save (or a deletion) cut short left in RUN_DIR/checkpoints (rank 0, at start,
+    under the run folder's lock and before the free-space check: an unfinished save is space to win back)."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.endswith(".tmp"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def read_trainer_state(checkpoint: Path) -> dict:
     path = checkpoint / STATE_FILE
     try:
@@ -131,8 +187,9 @@ def read_trainer_state(checkpoint: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
 
 
-def resolve_resume(resume: str, run_dir: Path) -> Path | None:
-    """`--resume auto|none|PATH` -> the checkpoint folder to load, or None for a fresh start."""
+def resolve_resume(resume: str, run_dir: Path, say: Callable[[str], None] | None = print) -> Path | None:
+    """`--resume auto|none|PATH` -> the checkpoint folder to load, or None for a fresh start. auto takes the newest
+    checkpoint that verifies (`say`ing which it skipped and why); a PATH that does not verify is refused."""
     if resume == "none":
         existing = latest(run_dir)
         if existing is not None:
@@ -142,7 +199,7 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
                                   f"use --resume auto to continue it, or another --run-dir for a new run")
         return None
     if resume == "auto":
-        return latest(run_dir)
+        return newest_verified(run_dir, say=say)
     path = Path(resume)
     if not path.exists():
         raise CheckpointError(f"--resume {path}: no such checkpoint")
@@ -154,7 +211,10 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
         if found is None:
             raise CheckpointError(f"--resume {path}: not a checkpoint folder (step_N holding {STATE_FILE}, "
                                   f"{DEEPSPEED_TAG}/ and {MODEL_DIR}/{WEIGHTS_FILE}) nor a run folder holding one")
-        return found
+        path = found
+    problem = verify(path)
+    if problem is not None:
+        raise CheckpointError(f"--resume {path}: damaged checkpoint: {problem}")
     return path
 
 
@@ -186,6 +246,8 @@ def convert_to_universal(checkpoint: Path) -> Path:
     target = checkpoint / UNIVERSAL_TAG
     if target.is_dir():
         return target
+    from model.safe_load import verify_files
+    verify_files(sorted((checkpoint / DEEPSPEED_TAG).glob("*.pt")))  # the converter unpickles them unrestricted
     tmp = checkpoint / f"{UNIVERSAL_TAG}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     workers = max(1, min(4, os.cpu_count() or 1))
@@ -199,9 +261,13 @@ def convert_to_universal(checkpoint: Path) -> Path:
 
 
 def rng_state() -> dict:
+    """Every RNG's state as tensors, ints, floats and tuples only: loadable with torch.load(weights_only=True)."""
     from deepspeed.accelerator import get_accelerator
     accelerator = get_accelerator()
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
     if accelerator.device_name() != "cpu":
         state["accelerator"] = accelerator.get_rng_state()
     return state
@@ -210,7 +276,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     from deepspeed.accelerator import get_accelerator
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "accelerator" in state and get_accelerator().device_name() != "cpu":
         get_accelerator().set_rng_state(state["accelerator"])
@@ -286,6 +354,8 @@ class CheckpointManager:
                 state = dict(trainer_state, step=step, world_size=self.world_size,
                              model=asdict(engine.module.config), saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
                 atomic_write(tmp / STATE_FILE, json.dumps(state, indent=2) + "\n")
+                # Last before the commit: every file with its size, so a later truncation is found (verify()).
+                atomic_write(tmp / FILES_LIST, json.dumps({"files": list_files(tmp)}, indent=1) + "\n")
                 if final.exists():  # a stale copy of the same step (e.g. --resume PATH of an older step)
                     doomed = final.with_name(final.name + ".old.tmp")
                     os.replace(final, doomed)
@@ -294,9 +364,18 @@ class CheckpointManager:
                 fsync_dir(self.dir)  # the rename itself on disk before older checkpoints are deleted
                 self._prune()
             dist.barrier()
-        except OSError as e:
-            raise CheckpointError(f"cannot write checkpoint {tmp}: {e.strerror or e}; "
-                                  f"earlier checkpoints are untouched") from None
+        except (OSError, RuntimeError) as e:
+            # torch.save reports a full disk as a RuntimeError of its zip writer ("iostream error", "unexpected
+            # pos"): recognise it by the space left, and let any other RuntimeError keep its traceback.
+            free = shutil.disk_usage(self.dir).free if self.dir.is_dir() else 0
+            full = getattr(e, "errno", None) in (28, 122) or free < 64 * 2**20  # ENOSPC, EDQUOT
+            if isinstance(e, RuntimeError) and not full:
+                raise
+            if self.rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)  # the unfinished save gives its space back
+            reason = "no space left on device" if full else (e.strerror or str(e))
+            raise CheckpointError(f"cannot write checkpoint {final}: {reason} ({free / 1e9:.2f} GB free in "
+                                  f"{self.dir}); earlier checkpoints are untouched") from None
         self.saved_step = step
         return final
 
@@ -316,6 +395,12 @@ class CheckpointManager:
         inner = getattr(engine.optimizer, "optimizer", engine.optimizer)  # the torch AdamW inside ZeRO
         configured = [{k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
                       for group in inner.param_groups]
+        # Nothing a checkpoint holds may run: DeepSpeed reads its files through a restricted-unpickler engine;
+        # the universal loader calls torch.load itself, so its files are checked the same way first.
+        from model.safe_load import use_safe_checkpoint_engine, verify_files
+        use_safe_checkpoint_engine(engine)
+        if universal:
+            verify_files(sorted((checkpoint / UNIVERSAL_TAG).rglob("*.pt")))
         load_path, _ = engine.load_checkpoint(str(checkpoint), tag=tag, load_module_strict=True,
                                               load_optimizer_states=True, load_lr_scheduler_states=True)
         if load_path is None:
@@ -327,7 +412,8 @@ class CheckpointManager:
                 group.update(hyperparameters)
         rng_file = self._rng_file(checkpoint)
         if state["world_size"] == self.world_size and rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=False))
+            from model.safe_load import load_tensors
+            set_rng_state(load_tensors(rng_file))
         self.saved_step = state["step"]
         return state
 

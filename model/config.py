@@ -287,29 +287,39 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"config: optim.min_lr={o.min_lr} is larger than optim.lr={o.lr}")
     if not 0.0 <= o.decay_fraction <= 1.0:
         raise ConfigError(f"config: optim.decay_fraction={o.decay_fraction} must be in [0, 1]")
-    sequence_tokens = t.micro_batch_size * d.seq_len
-    if t.tokens_per_step % sequence_tokens:
+    if t.tokens_per_step % d.seq_len:  # whole sequences; how ranks share them is batch_layout's, per world size
         raise ConfigError(f"config: train.tokens_per_step={t.tokens_per_step} is not a multiple of "
-                          f"micro_batch_size x seq_len = {sequence_tokens}")
+                          f"seq_len = {d.seq_len}")
 
 
 def batch_layout(config: TrainConfig, world_size: int) -> tuple[int, int]:
-    """(micro_batch_size, gradient_accumulation_steps) giving exactly tokens_per_step with `world_size` ranks."""
+    """(micro_batch_size, gradient_accumulation_steps) giving exactly tokens_per_step with `world_size` ranks.
+
+    train.micro_batch_size is the most sequences that fit on one device: when the ranks would together take more
+    than a step holds, or a number that does not divide it, the largest micro-batch below it that does is used,
+    with more accumulation. The tokens per step stay the same, and so does the data order (each step takes the
+    next tokens_per_step / seq_len windows of the one global stream, whatever the layout). Refused only when the
+    step's sequences cannot be shared evenly by the ranks."""
     t = config.train
-    per_micro_step = t.micro_batch_size * config.data.seq_len * world_size
-    if t.tokens_per_step % per_micro_step:
+    seq_len = config.data.seq_len
+    sequences, rest = divmod(t.tokens_per_step, seq_len)
+    if rest or sequences % world_size:
         raise ConfigError(
-            f"config: train.tokens_per_step={t.tokens_per_step} is not divisible by micro_batch_size "
-            f"{t.micro_batch_size} x seq_len {config.data.seq_len} x {world_size} rank(s) = {per_micro_step}; "
-            f"choose a tokens_per_step that is, or another micro_batch_size")
-    return t.micro_batch_size, t.tokens_per_step // per_micro_step
+            f"config: train.tokens_per_step={t.tokens_per_step} is not divisible by seq_len {seq_len} x "
+            f"{world_size} rank(s) = {seq_len * world_size}: the ranks cannot share a step's sequences evenly; "
+            f"choose a tokens_per_step that is a multiple of it, or another number of ranks")
+    per_rank = sequences // world_size
+    micro_batch = max(d for d in range(1, min(t.micro_batch_size, per_rank) + 1) if per_rank % d == 0)
+    return micro_batch, per_rank // micro_batch
 
 
 def batch_summary(config: TrainConfig, world_size: int) -> str:
     """How one optimizer step's tokens are made up on `world_size` ranks."""
     micro_batch, grad_accum = batch_layout(config, world_size)
+    lowered = (f" (micro_batch_size {config.train.micro_batch_size} lowered to {micro_batch} to fit the step)"
+               if micro_batch < config.train.micro_batch_size else "")
     return (f"{config.train.tokens_per_step:,} tokens/step = {micro_batch} seq x {config.data.seq_len} tokens x "
-            f"{world_size} rank(s) x {grad_accum} accumulation")
+            f"{world_size} rank(s) x {grad_accum} accumulation{lowered}")
 
 
 def describe(config: TrainConfig, world_size: int) -> str:

@@ -82,10 +82,16 @@ def gpt_from_hf(folder: str | Path) -> GPT:
         raise CheckpointError(f"{folder} is not a Hugging Face model folder: no config.json")
     try:
         hf = json.loads(config_path.read_text())
+        if not isinstance(hf, dict):
+            raise TypeError(f"it holds a JSON {type(hf).__name__}, not an object")
         _check_hf_config(hf, config_path)
         config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
                            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=hf.get("resid_pdrop", 0.0), bias=True)
-    except (json.JSONDecodeError, KeyError) as e:
+    except CheckpointError:
+        raise
+    except GPTStackError as e:  # a shape GPTConfig refuses (n_layer=-2...)
+        raise CheckpointError(f"{config_path}: {e}") from None
+    except (ValueError, KeyError, TypeError, ArithmeticError) as e:  # not JSON or not UTF-8, a key missing, a type
         raise CheckpointError(f"{config_path} is not a GPT-2 config: {type(e).__name__}: {e}") from None
 
     ours = {}
@@ -161,6 +167,18 @@ def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def export_target_problem(target: Path, force: bool) -> str | None:
+    """Why --to-hf TARGET must not be written, or None: an export writes config.json, model.safetensors and
+    tokenizer files, and would overwrite a folder's own without a word."""
+    if target.exists() and not target.is_dir():
+        return f"--to-hf {target} is a file: give a new or empty folder"
+    held = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
+    if held and not force:
+        return (f"--to-hf {target} is not empty (holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}): "
+                f"give a new or empty folder, or --force to overwrite")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m model.convert",
@@ -174,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", metavar="CHECKPOINT", type=Path,
                         help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
                              "folder (its newest complete checkpoint)")
+    parser.add_argument("--force", action="store_true",
+                        help="--to-hf: write into a folder that already holds files (ours overwrite theirs); "
+                             "without it --to-hf takes only a new or empty folder")
     parser.add_argument("--to-hf", metavar="DIR", type=Path,
                         help="folder to write the Hugging Face model to (weights, config, and the tokenizer the "
                              "checkpoint holds)")
@@ -181,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.from_hf) == bool(args.checkpoint) or bool(args.from_hf) != bool(args.out) \
             or bool(args.checkpoint) != bool(args.to_hf):
         parser.error("use either --from-hf DIR --out CHECKPOINT, or --checkpoint CHECKPOINT --to-hf DIR")
+    problem = export_target_problem(args.to_hf, args.force) if args.to_hf else None
+    if problem:
+        exit_with_error(CheckpointError(problem))
     try:
         if args.from_hf:
             model = gpt_from_hf(args.from_hf)

@@ -15,6 +15,7 @@ on their schedules; checkpoint at the end or when request_stop() was called (a s
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import signal
 import sys
@@ -109,8 +110,19 @@ class Trainer:
         self.gpt_config = sized_model_config(self.gpt_config, c.model.vocab_size, self.tokenizer_record, data_dir)
         if self.is_main and c.data.verify_checksums:
             self.data.verify()
+        if self.is_main:  # ids the embedding has no row for would train on garbage or fail mid-run
+            from model.token_check import check_token_range
+            for folder in self.data.folders.values():
+                check_token_range(folder, self.gpt_config.vocab_size)
         self.data_fingerprint = self.data.fingerprint()
-        self.resume_from = ckpt.resolve_resume(resume, self.run_dir)
+        if self.is_main:
+            # One trainer per run folder (model/runlock.py); under it, unfinished saves go before anything
+            # counts the folder's checkpoints or free space.
+            from model.runlock import RunLock
+            check_writable_dir(self.run_dir, "run folder", ConfigError)
+            self.lock = RunLock(self.run_dir).acquire()
+            ckpt.remove_unfinished_saves(self.run_dir)
+        self.resume_from = ckpt.resolve_resume(resume, self.run_dir, say=print if self.is_main else None)
         self.resume_state = None
         if self.resume_from is not None:
             check_resume_tokenizer(self.resume_from, self.tokenizer_record)
@@ -175,6 +187,11 @@ class Trainer:
             print(f"model {c.model.name}: {self.num_parameters:,} parameters | {env.world_size} rank(s) "
                   f"({env.launcher}) on {self.device.type} | ZeRO-{c.train.zero_stage} {c.train.precision} | "
                   f"{batch_summary(c, env.world_size)} | {where}", flush=True)
+            if env.world_size == 1:  # the README promises no server: say what gloo opens on loopback anyway
+                from model.ports import describe_listening
+                listening = describe_listening()
+                if listening:
+                    print(listening, flush=True)
             plan = self.data.plan(c.train.max_steps * c.train.tokens_per_step)
             if plan:
                 print(plan, flush=True)
@@ -247,6 +264,11 @@ class Trainer:
             lr = learning_rate(self.step, c)
             start = time.perf_counter()
             result = self.train_step()
+            if not math.isfinite(result["loss"]):  # the same all-reduced value on every rank: all stop here
+                raise TrainingDiverged(
+                    f"step {self.step + 1}: the loss is {result['loss']} (not finite); stopped without "
+                    f"checkpointing the broken model (last checkpoint: step {self.checkpoints.saved_step or 'none'} "
+                    f"in {self.checkpoints.dir}); lower optim.lr or check the data, then resume")
             elapsed = time.perf_counter() - start
             self.step += 1
             tokens_per_s = tokens_per_step / elapsed
@@ -289,6 +311,12 @@ class Trainer:
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
+        if getattr(self, "lock", None) is not None:  # the run folder is free for the next trainer
+            self.lock.release()
+
+
+class TrainingDiverged(GPTStackError):
+    """The loss stopped being a finite number: the run stops before checkpointing the broken model."""
 
 
 # EX_TEMPFAIL: stopped on a signal after writing a checkpoint; starting again continues (slurm/pretrain.sh requeues)

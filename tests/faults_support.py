@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from train_support import descendants  # noqa: F401 (every process below a pid, for the fault tests)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARD_HEADER_BYTES = 256 * 4  # llm.c's header: 256 little-endian int32, then uint16 tokens
 
@@ -89,25 +91,17 @@ def plant_pickle(path: Path, marker: Path) -> None:
     torch.save({"state": RunsACommand(f"touch {shlex.quote(str(marker))}")}, path)
 
 
+def reseal_checkpoint(checkpoint: Path) -> None:
+    """What an attacker who edits a checkpoint also does: make its list of files and sizes (written at the
+    commit, checkpoint_files.json) match the edited files again, so that only the loader stands in the way."""
+    listing = checkpoint / "checkpoint_files.json"
+    if listing.is_file():
+        data = json.loads(listing.read_text())
+        data["files"] = {name: (checkpoint / name).stat().st_size for name in data["files"]}
+        listing.write_text(json.dumps(data))
+
+
 # ---- processes ---------------------------------------------------------------------------------------------------
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children, grandchildren...), read from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found.extend(children)
-        frontier = children
-    return found
-
-
 def alive(pid: int) -> bool:
     """True while `pid` runs (a zombie, exited but not reaped, counts as gone)."""
     try:
@@ -137,30 +131,10 @@ def kill_tree(process: subprocess.Popen) -> None:
 
 
 def listening_tcp_ports(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state that process `pid` holds open."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and inode in inodes:  # 0A = LISTEN
-                address, port = local.split(":")
-                if table == "tcp":
-                    address = ".".join(str(b) for b in reversed(bytes.fromhex(address)))
-                found.append((address, int(port, 16)))
-    return sorted(found)
+    """(address, port) of every TCP socket in LISTEN state that process `pid` holds open (from /proc)."""
+    from model.ports import listening_ports
+
+    return listening_ports(pid)
 
 
 # ---- a small disk: a tmpfs in a private mount namespace ---------------------------------------------------------

@@ -176,4 +176,4 @@ def test_print_config_prints_once_and_refuses_a_batch_the_ranks_cannot_make(monk
     with pytest.raises(SystemExit) as exited:
         print_config(monkeypatch, capsys, 0, 3)
     assert exited.value.code == 2
-    assert "is not divisible by micro_batch_size 16 x seq_len 128 x 3 rank(s)" in capsys.readouterr().err
+    assert "is not divisible by seq_len 128 x 3 rank(s)" in capsys.readouterr().err

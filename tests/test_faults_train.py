@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from faults_support import (alive, assert_one_line_error, descendants, kill_tree, listening_tcp_ports, plant_pickle,
-                            python_module, run_on_small_disk, set_token, tree_digest, truncate, wait_for)
+                            python_module, reseal_checkpoint, run_on_small_disk, set_token, tree_digest, truncate, wait_for)
 from train_support import REPO_ROOT, TINY, make_shards, read_metrics, run_train, step_losses, train_command, train_env
 
 CONFIGS = REPO_ROOT / "configs"
@@ -32,11 +32,6 @@ CHECKPOINT_FILES = {  # each kind of file a checkpoint holds, by what reads it
     "optim_states": "deepspeed/zero_pp_rank_0_mp_rank_00_optim_states.pt",
     "weights": "model/model.safetensors",
 }
-
-
-# Temporary: the cases that fail until issue 13's phase B lands; each mark goes when its fix does (strict: an
-# unexpected pass fails the suite, so a forgotten mark shows).
-PHASE_B = pytest.mark.xfail(strict=True, reason="issue 13: fixed in phase B")
 
 
 def args(data: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -80,19 +75,18 @@ def run_copy(fault_run, tmp_path) -> Path:
 
 
 # ---- 1: nothing runs that a checkpoint smuggles in --------------------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("kind", ["rng", "model_states", "optim_states"])
 def test_planted_pickle_is_refused_and_never_runs(fault_shards, run_copy, tmp_path, kind):
     marker = tmp_path / "pwned"
     checkpoint = run_copy / "checkpoints" / "step_000004"
     plant_pickle(checkpoint / CHECKPOINT_FILES[kind], marker)
+    reseal_checkpoint(checkpoint)  # the list of sizes alone would refuse it: reach the loader itself
     result = train(fault_shards, run_copy, "--resume", str(checkpoint), "--max-steps", "6")
     assert not marker.exists(), "resuming ran a command planted in the checkpoint"
     assert_one_line_error(result, "step_000004")
     assert loss_steps(run_copy) == [1, 2, 3, 4]  # nothing trained on top
 
 
-@PHASE_B
 def test_planted_pickle_in_a_universal_checkpoint_never_runs(fault_shards, run_copy, tmp_path):
     """A checkpoint resumed under another ZeRO stage goes through DeepSpeed's universal form (step_N/universal/,
     one .pt per parameter); a run folder shared with that folder inside is just as dangerous."""
@@ -111,7 +105,6 @@ def test_planted_pickle_in_a_universal_checkpoint_never_runs(fault_shards, run_c
 
 
 # ---- 2: two trainers on one run folder ---------------------------------------------------------------------------
-@PHASE_B
 def test_second_trainer_on_a_busy_run_folder_refuses_and_the_first_goes_on(fault_shards, tmp_path):
     run_dir = tmp_path / "run"
     command = ["--max-steps", "200", "--set", "checkpoint.every=0", "--set", "eval.every=0"]
@@ -178,7 +171,6 @@ def test_sigterm_checkpoints_exits_75_and_the_run_resumes(fault_shards, tmp_path
 
 
 # ---- 3: token ids outside the vocabulary; a loss that diverges ------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("token", [50300, 60000])  # inside the padded vocabulary (50,304), beyond it
 def test_token_outside_the_vocabulary_is_refused_before_step_1(fault_shards, tmp_path, token):
     data = Path(shutil.copytree(fault_shards, tmp_path / "shards"))
@@ -189,7 +181,6 @@ def test_token_outside_the_vocabulary_is_refused_before_step_1(fault_shards, tmp
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@PHASE_B
 def test_non_finite_loss_stops_the_run_without_checkpointing_a_broken_model(fault_shards, tmp_path):
     from safetensors.torch import load_file
 
@@ -206,7 +197,6 @@ def test_non_finite_loss_stops_the_run_without_checkpointing_a_broken_model(faul
 
 
 # ---- 7: a damaged newest checkpoint ---------------------------------------------------------------------------
-@PHASE_B
 @pytest.mark.parametrize("kind", sorted(CHECKPOINT_FILES))
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(fault_shards, fault_run, run_copy, kind):
     truncate(run_copy / "checkpoints" / "step_000004" / CHECKPOINT_FILES[kind])
@@ -218,7 +208,6 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(fault_shards, 
     assert step_losses(run_copy) == step_losses(fault_run)  # steps 3-4 trained again from step 2, exactly
 
 
-@PHASE_B
 @pytest.mark.parametrize("kind", sorted(CHECKPOINT_FILES))
 def test_damaged_checkpoint_given_explicitly_is_one_line(fault_shards, run_copy, kind):
     checkpoint = run_copy / "checkpoints" / "step_000004"
@@ -229,7 +218,6 @@ def test_damaged_checkpoint_given_explicitly_is_one_line(fault_shards, run_copy,
 
 
 # ---- 8: disk full during a checkpoint -------------------------------------------------------------------------
-@PHASE_B
 def test_disk_full_during_a_save_is_one_line_and_the_next_start_cleans_up_first(fault_shards, fault_run, tmp_path):
     checkpoint_bytes = sum(p.stat().st_size for p in (fault_run / "checkpoints" / "step_000004").rglob("*")
                            if p.is_file())
@@ -275,7 +263,6 @@ def test_disk_full_during_a_save_is_one_line_and_the_next_start_cleans_up_first(
 
 
 # ---- 10: model.convert -----------------------------------------------------------------------------------------
-@PHASE_B
 def test_export_refuses_a_folder_holding_other_files(fault_run, tmp_path):
     target = tmp_path / "hf"
     target.mkdir()
@@ -293,7 +280,6 @@ def test_export_refuses_a_folder_holding_other_files(fault_run, tmp_path):
         assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 
-@PHASE_B
 def test_export_onto_a_file_is_one_line(fault_run, tmp_path):
     target = tmp_path / "model.bin"
     target.write_bytes(b"precious")
@@ -307,7 +293,6 @@ def test_export_onto_a_file_is_one_line(fault_run, tmp_path):
     b'{"model_type": "gpt2", "n_embd": "wide", "n_layer": 2, "n_head": 2, "n_positions": 64, "vocab_size": 100}',
     b'{"model_type": "gpt2", "n_embd": 64, "n_layer": -2, "n_head": 2, "n_positions": 64, "vocab_size": 100}',
 ])
-@PHASE_B
 def test_import_of_a_garbage_config_is_one_line(tmp_path, garbage):
     source = tmp_path / "hf"
     source.mkdir()
@@ -318,7 +303,6 @@ def test_import_of_a_garbage_config_is_one_line(tmp_path, garbage):
 
 
 # ---- 11: ports of a single-process trainer ---------------------------------------------------------------------
-@PHASE_B
 def test_single_process_trainer_listens_on_no_unexplained_port(fault_shards, tmp_path):
     run_dir = tmp_path / "run"
     process = start_train(fault_shards, run_dir, "--max-steps", "40", "--set", "checkpoint.every=0",
@@ -338,14 +322,8 @@ def test_single_process_trainer_listens_on_no_unexplained_port(fault_shards, tmp
 
 
 # ---- 12: the shipped configs at scale --------------------------------------------------------------------------
-FAILING_LAYOUTS = {("gpt2-124m.yaml", 16), ("gpt2-124m.yaml", 32), ("gpt2-124m.yaml", 64), ("gpt2-350m.yaml", 32),
-                   ("gpt2-350m.yaml", 64), ("tiny-cpu.yaml", 8), ("tiny-cpu.yaml", 16), ("tiny-cpu.yaml", 32),
-                   ("tiny-cpu.yaml", 64)}
-
-
-@pytest.mark.parametrize("name, world_size", [
-    pytest.param(name, world, marks=[PHASE_B] if (name, world) in FAILING_LAYOUTS else [])
-    for name in sorted(p.name for p in CONFIGS.glob("*.yaml")) for world in (1, 8, 16, 32, 64)])
+@pytest.mark.parametrize("world_size", [1, 8, 16, 32, 64])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_fits_every_rank_count(name, world_size):
     from model.config import batch_layout, load_config
 
@@ -355,7 +333,6 @@ def test_every_shipped_config_fits_every_rank_count(name, world_size):
     assert micro_batch * grad_accum * world_size * config.data.seq_len == config.train.tokens_per_step
 
 
-@PHASE_B
 def test_only_a_batch_that_cannot_divide_is_refused():
     from model.config import ConfigError, batch_layout, load_config
 
@@ -368,7 +345,6 @@ def test_only_a_batch_that_cannot_divide_is_refused():
         batch_layout(config, 16)
 
 
-@PHASE_B
 def test_micro_batch_is_lowered_on_two_ranks_keeping_the_step_and_data_order(fault_shards, fault_run, tmp_path):
     """8 sequences per step, micro_batch_size 8, 2 ranks: 4 per rank, same tokens per step, same samples in the
     same order as the 1-rank run (its loader state and, up to float sums, its losses)."""
