@@ -15,6 +15,8 @@ redrawn anywhere; pass the folders of a new measurement to draw from it instead 
     cleaning-news-200.json   the cleaning report of `pipeline.prepare --corpus commoncrawl` on a 200-page news crawl
                              (--cleaning-report OUTPUT/cleaning/report.json)
     measured.json            numbers measured by bench/bench_dedup.py and bench/bench_train.py --part memory
+    tokenizer.json           compression of GPT-2 BPE and of trained tokenizers on held-out text
+                             (python bench/bench_tokenizer.py --update-data)
 """
 from __future__ import annotations
 
@@ -281,6 +283,27 @@ def figure_lr(out: Path) -> Path:
     return save(fig, out, "lr_schedule.png")
 
 
+def figure_tokenizer(out: Path) -> Path:
+    """Bytes per token on held-out English web text and characters per token on held-out Chinese web text: GPT-2
+    BPE against the tokenizers bench/bench_tokenizer.py trained (higher = more text per token)."""
+    data = json.loads((DATA / "tokenizer.json").read_text())
+    rows = data["compression"]
+    names = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    panels = (("English web", "bytes_per_token", "English web pages: bytes per token"),
+              ("Chinese web", "chars_per_token", "Chinese web pages: characters per token"))
+    for ax, (text, metric, title) in zip(axes, panels):
+        values = [rows[name][text][metric] for name in names]
+        bars = ax.bar(range(len(names)), values, color=["#999999"] + ["#4C72B0"] * (len(names) - 1))
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("higher = fewer tokens for the same text", fontsize=8)
+    fig.suptitle(f"Held-out text: GPT-2 BPE vs byte-level BPE trained on {data['training_text']['chars'] / 1e6:.1f} M "
+                 "characters of Chinese + English", fontsize=10)
+    return save(fig, out, "tokenizer_compression.png")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python docs/make_figures.py", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -318,7 +341,8 @@ def main(argv=None) -> None:
         if args.cleaning_report:
             (DATA / "cleaning-news-200.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     for path in (figure_loss(demo, args.out), figure_next_token(demo, args.out), figure_minhash(args.out),
-                 figure_cleaning(report, args.out), figure_zero(args.out), figure_lr(args.out)):
+                 figure_cleaning(report, args.out), figure_zero(args.out), figure_lr(args.out),
+                 figure_tokenizer(args.out)):
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")
 
 
