@@ -94,6 +94,25 @@ class BareLoop:
         return {"loss": loss.item(), "data_time": 0.0}
 
 
+def interleaved_steps(runners: dict, steps: int) -> tuple[dict, dict]:
+    """`steps` timed train_step()s of each runner after 2 warm-up steps (the first allocate buffers); returns the
+    step times and loader times per runner. One step of each runner per cycle, in rotating order: a shared
+    machine's changing load hits all alike (blocks of steps per runner would not be comparable)."""
+    for runner in runners.values():
+        for _ in range(2):
+            runner.train_step()
+    times = {name: [] for name in runners}
+    data_times = {name: [] for name in runners}
+    names = list(runners)
+    for cycle in range(steps):
+        for name in names[cycle % len(names):] + names[:cycle % len(names)]:
+            start = time.perf_counter()
+            result = runners[name].train_step()
+            times[name].append(time.perf_counter() - start)
+            data_times[name].append(result["data_time"])
+    return times, data_times
+
+
 def speed(args) -> None:
     args.world = 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,20 +123,7 @@ def speed(args) -> None:
             trainer = Trainer(bench_config(args, data, Path(tmp) / f"zero{stage}", stage), env, "none")
             trainer.setup()
             runners[f"model.train ZeRO-{stage}"] = trainer
-        times = {name: [] for name in runners}
-        data_times = {name: [] for name in runners}
-        for runner in runners.values():  # warm-up: first steps allocate buffers
-            for _ in range(2):
-                runner.train_step()
-        names = list(runners)
-        for cycle in range(args.steps):
-            # One step of each runner per cycle, in rotating order: a shared machine's changing load hits
-            # all three alike (blocks of steps per runner would not be comparable).
-            for name in names[cycle % 3:] + names[:cycle % 3]:
-                start = time.perf_counter()
-                result = runners[name].train_step()
-                times[name].append(time.perf_counter() - start)
-                data_times[name].append(result["data_time"])
+        times, data_times = interleaved_steps(runners, args.steps)
         tokens = args.batch * args.seq_len
         reference = statistics.median(times["bare PyTorch loop"])
         print(f"\nspeed: model {args.model}, {args.batch} x {args.seq_len} tokens per step, 1 rank, "
