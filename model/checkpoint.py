@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from model.gpt import GPTConfig
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError
 from pipeline.files import atomic_write, fsync_dir
 
@@ -420,7 +421,8 @@ class CheckpointManager:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m model.checkpoint latest RUN_DIR`: the checkpoint `--resume auto` would continue from."""
-    parser = argparse.ArgumentParser(prog="python -m model.checkpoint",
+    parser = ArgumentParser(prog="python -m model.checkpoint",
+                            epilog="example:\n  python -m model.checkpoint latest runs/tiny --step",
                                      description="Questions about a training run's checkpoints (for job scripts).")
     commands = parser.add_subparsers(dest="command", required=True)
     latest_parser = commands.add_parser(

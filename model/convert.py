@@ -26,6 +26,7 @@ from model.gpt import GPT, GPTConfig
 from model.model_card import write_export_extras
 from model.run_tokenizer import export_tokenizer_to_hf, weights_tokenizer
 from model.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, exit_with_error
 from pipeline.tokenizer import get_encoding, gpt2_bpe_files
 from pipeline.tokenizer_spec import looks_like_path
@@ -180,15 +181,18 @@ def export_target_problem(target: Path, force: bool) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m model.convert",
         description="Convert GPT-2 weights between Hugging Face transformers and this project's checkpoints. "
-                    "Give either --from-hf with --out, or --checkpoint with --to-hf.")
+                    "--checkpoint names our side and --to-hf/--from-hf the Hugging Face side: --checkpoint with "
+                    "--to-hf exports, --from-hf with --checkpoint (or --out) imports.",
+        epilog="examples:\n  python -m model.convert --checkpoint runs/tiny --to-hf hf/tiny\n"
+               "  python -m model.convert --from-hf gpt2-folder --checkpoint weights/gpt2")
     parser.add_argument("--from-hf", metavar="DIR", type=Path,
                         help="a GPT2LMHeadModel.save_pretrained folder (config.json + model.safetensors) to import")
     parser.add_argument("--out", metavar="CHECKPOINT", type=Path,
-                        help="folder to write the imported weights to (model.safetensors + config.json); "
-                             "usable as --checkpoint of model.sample and model.convert")
+                        help="with --from-hf: the folder to write the imported weights to (model.safetensors + "
+                             "config.json), usable as --checkpoint of model.sample; --checkpoint says the same")
     parser.add_argument("--checkpoint", metavar="CHECKPOINT", type=Path,
                         help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
                              "folder (its newest complete checkpoint)")
@@ -199,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder to write the Hugging Face model to (weights, config, and the tokenizer the "
                              "checkpoint holds)")
     args = parser.parse_args(argv)
+    if args.from_hf and args.checkpoint and not args.out and not args.to_hf:  # one name for our side
+        args.out, args.checkpoint = args.checkpoint, None
     if bool(args.from_hf) == bool(args.checkpoint) or bool(args.from_hf) != bool(args.out) \
             or bool(args.checkpoint) != bool(args.to_hf):
-        parser.error("use either --from-hf DIR --out CHECKPOINT, or --checkpoint CHECKPOINT --to-hf DIR")
+        parser.error("use either --checkpoint CHECKPOINT --to-hf DIR, or --from-hf DIR --checkpoint (or --out) CHECKPOINT")
     problem = export_target_problem(args.to_hf, args.force) if args.to_hf else None
     if problem:
         exit_with_error(CheckpointError(problem))

@@ -15,6 +15,7 @@ import torch
 from model.generate import generate_stream
 from model.run_tokenizer import weights_tokenizer
 from model.weights import load_model, resolve_checkpoint
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.tokenizer import get_encoding
 
@@ -22,9 +23,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m model.sample",
-        description="Continue a prompt with a trained GPT checkpoint, streaming the text to the terminal.")
+        description="Continue a prompt with a trained GPT checkpoint, streaming the text to the terminal.",
+        epilog="examples:\n  python -m model.sample --checkpoint runs/tiny --prompt \"The history of\" --max-new-tokens 60\n"
+               "  python -m model.sample --checkpoint runs/tiny --temperature 0.8 --top-k 50 --num-samples 3")
     parser.add_argument("--checkpoint", required=True,
                         help="a weights folder (model.safetensors + config.json), a checkpoint folder holding "
                              "model/, or a training run folder (then its newest complete checkpoint is used)")

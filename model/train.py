@@ -36,18 +36,22 @@ from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
 from model.training_data import TrainingData
 from pipeline.errors import GPTStackError, exit_with_error
+from pipeline.cli_args import ArgumentParser
 from pipeline.files import check_writable_dir
 from pipeline.tokenizer import get_encoding
 from pipeline.tokenizer_spec import looks_like_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m model.train",
         description="Pretrain a GPT on uint16 token shards with DeepSpeed ZeRO (CPU or GPUs, 1 or many ranks).",
-        epilog="Launch with plain python (1 rank), torchrun --nproc-per-node N -m model.train ..., the deepspeed "
-               "launcher, or srun (Slurm). Every config key can be overridden: --set optim.lr=3e-4 --set "
-               "train.zero_stage=2. See configs/*.yaml for all keys with comments.")
+        epilog="examples:\n"
+               "  DS_ACCELERATOR=cpu python -m model.train --config tiny-cpu --data data/sample --run-dir runs/tiny\n"
+               "  torchrun --nproc-per-node 8 -m model.train --config gpt2-124m --data data/fineweb --set optim.lr=3e-4\n"
+               "Launch with plain python (1 rank), torchrun, the deepspeed launcher, or srun (Slurm).\n--config takes a "
+               "file or a built-in name (tiny-cpu, gpt2-124m, ...; configs/*.yaml lists every key with comments);\n"
+               "every key can be overridden with --set KEY=VALUE.")
     parser.add_argument("--config", type=Path, help="YAML config (configs/tiny-cpu.yaml, configs/gpt2-124m.yaml, ...)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set optim.lr=3e-4 (repeatable; applied in order)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, InputError, ShardError, exit_with_error
 from pipeline.files import check_writable_dir
 from pipeline.shards import (HEADER_BYTES, MANIFEST_NAME, TOKEN_DTYPE, build_manifest, provenance, read_header,
@@ -36,8 +37,7 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.adopt", description=__doc__.split("\n\n")[0],
-                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m pipeline.adopt", description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
     parser.add_argument("directory", metavar="DIR", type=Path, help="folder of *.bin shards without manifest.json")
     parser.add_argument("--tokenizer", default="gpt2",
                         help="the tokenizer the shards were written with (default: gpt2, as llm.c and "

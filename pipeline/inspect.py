@@ -10,6 +10,7 @@ Exits with an `error:` line naming the file when a check fails.
 import argparse
 from pathlib import Path
 
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, ShardError, exit_with_error
 from pipeline.readers import SKIP_REASONS
 from pipeline.shards import file_sha256, open_shard, read_manifest
@@ -18,16 +19,24 @@ from pipeline.tokenizer_spec import shard_folder_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("directory", metavar="DIR", help="a folder written by `python -m pipeline.prepare`")
+    parser = ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n\n")[1],
+                            epilog="examples:\n  python -m pipeline.inspect data/sample\n"
+                                   "  python -m pipeline.inspect --data data/fineweb --shard train_000003.bin "
+                                   "--tokens 100 --no-verify")
+    parser.add_argument("directory", metavar="DIR", nargs="?",
+                        help="a shard folder written by `python -m pipeline.prepare` (or give it as --data DIR)")
+    parser.add_argument("--data", dest="data", metavar="DIR", help="the shard folder, as model.train names it")
     parser.add_argument("--shard", help="shard file to decode, e.g. train_000001.bin (default: the first one)")
     parser.add_argument("--tokens", type=int, default=300, help="how many tokens to decode (default: 300)")
     parser.add_argument("--offset", type=int, default=0, help="decode from this token position (default: 0)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the SHA-256 and token-id checks (quicker on a large folder; headers and sizes are "
                              "still checked)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.directory is None) == (args.data is None):
+        parser.error("give the shard folder once: DIR or --data DIR")
+    args.directory = args.directory or args.data
+    return args
 
 
 def check_shard(directory: Path, entry: dict, verify: bool, vocab_size: int | None = None) -> str | None:

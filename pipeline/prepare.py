@@ -28,6 +28,7 @@ from pipeline.clean import (add_cli_arguments, build_cleaning_steps, configure_h
 from pipeline.corpora import CORPORA, SourceOptions, corpus_readers
 from pipeline.dedup import (DedupConfig, add_dedup_arguments, dedup_enabled, dedup_report, dedup_stages,
                             parse_dedup_section)
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.executors import (MAX_DEFAULT_TASKS, ExecutorFactory, ExecutorSettings, add_executor_arguments,
                                 check_no_slurm_jobs_running, report_submitted, size_tasks, tokenizer_threads)
@@ -49,9 +50,8 @@ from pipeline.tokenizer_spec import COPY_DIR
 WORK_FOLDER = ".prepare-work"
 def parse_args(argv=None) -> argparse.Namespace:
     corpora = "\n".join(f"  {name:12} {corpus.description}" for name, corpus in CORPORA.items())
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m pipeline.prepare",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Tokenize a corpus into uint16 shards (llm.c format) plus manifest.json.",
         epilog=f"corpora:\n{corpora}\n\nexamples:\n"
                "  python -m pipeline.prepare                              # the offline sample corpus\n"
@@ -73,7 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "--include 'sample/10BT/*' --local-dir DIR`) instead of streaming hf://datasets/...")
     parser.add_argument("--text-key", default="text", help="field of a jsonl/parquet record holding the text "
                                                            "(default: text)")
-    parser.add_argument("--output", help="output folder (default: data/<corpus>)")
+    parser.add_argument("--data", "--output", dest="output", metavar="DIR",
+                        help="the shard folder to write, the --data of model.train (default: data/<corpus>)")
     parser.add_argument("--shard-tokens", type=int, default=100_000_000,
                         help="tokens per train shard; the last shard holds the rest (default: 100,000,000)")
     parser.add_argument("--val-tokens", type=int, default=10_000_000,

@@ -13,6 +13,7 @@ import tempfile
 from typing import Iterator
 
 from pipeline.bpe import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, DEFAULT_SEED, PATTERNS, TrainSettings, train_tokenizer
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.tokenizer_folder import load_tokenizer_folder
 
@@ -38,9 +39,8 @@ def corpus_texts(corpus: str, input_path: str | None, text_key: str, subset: str
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tokenizer", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser = ArgumentParser(prog="python -m pipeline.tokenizer", description=__doc__.split("\n\n")[0],
+                            epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a byte-level BPE tokenizer folder")
     train.add_argument("--corpus", default=None, help="a pipeline.prepare corpus (default: local with --input, "

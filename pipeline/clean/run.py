@@ -24,6 +24,7 @@ from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, confi
                                   recipe_for)
 from pipeline.clean.report import write_report
 from pipeline.corpora import SourceOptions, corpus_of_files, corpus_readers
+from pipeline.cli_args import ArgumentParser
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.executors import ExecutorFactory, ExecutorSettings, size_tasks
 from pipeline.files import check_writable_dir
@@ -74,8 +75,10 @@ def clean(inputs: str, output: str, recipe: str | None = None, languages: list[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.clean", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m pipeline.clean", description=__doc__.split("\n\n")[0],
+                            epilog="examples:\n  python -m pipeline.clean --input crawl/news.warc.gz --output data/clean --limit 100\n"
+                                   "  python -m pipeline.clean --input 'crawl/*.warc.gz' --output data/clean-es --languages es\n\n"
+                                   + "\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--input", required=True,
                         help="WARC files (.warc, .warc.gz, .warc.zst), or .jsonl(.gz/.zst)/.parquet files of "
                              "{'text': ...} records: files, folders, quoted globs or s3:// URLs, comma-separated")
