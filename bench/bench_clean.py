@@ -17,6 +17,7 @@ trust_http_content_type=false here so it reads exactly the records datatrove's r
 
     python bench/bench_clean.py [--warc PATH] [--jsonl PATH] [--skip-whole]
     python bench/bench_clean.py --quality      # how well "kept" matches dclm's human "good" labels
+    python bench/bench_clean.py --quick [--quality]   # smallest setting: does it run? (tests)
 """
 import argparse
 import json
@@ -46,6 +47,11 @@ from pipeline.clean.warc import CheckedWarcReader  # noqa: E402
 
 LANGUAGES = ["en"]
 GOOD = "good"
+# --quick: dolma's small WARC (22 responses), dclm's first 20 documents, one round, and not the whole-pipeline
+# comparison (its four URL block-list loads alone cost more than the rest), to check that the script still runs and
+# that both chains keep the same documents; the speeds it prints mean nothing.
+QUICK = {"warc": str(SHARED / "crawl" / "dolma-sample-0000.warc.gz"), "documents": 20, "rounds": 1,
+         "skip_whole": True}
 
 
 EXTRACTION_TIMEOUT = 1.0  # set by --extraction-timeout
@@ -132,8 +138,9 @@ def compare(name: str, docs, make_reference, make_ours, rounds: int, rows: list,
                  kept["datatrove"] == kept["ours"]))
 
 
-def quality(jsonl: str) -> None:
-    """Precision/recall of 'kept by the recipe' against the human label 'good' of dclm's quality-labelled docs."""
+def quality(jsonl: str, documents: int | None = None) -> None:
+    """Precision/recall of 'kept by the recipe' against the human label 'good' of dclm's quality-labelled docs
+    (the first `documents` of them; default: all)."""
     import gzip
 
     from pipeline.clean.run import clean
@@ -143,18 +150,19 @@ def quality(jsonl: str) -> None:
                 for line in gzip.open(path, "rt")]
 
     with tempfile.TemporaryDirectory() as tmp:
-        report = clean(jsonl, tmp, "fineweb", LANGUAGES)
+        report = clean(jsonl, tmp, "fineweb", LANGUAGES, limit=documents)
         kept = labels_in(Path(tmp, "kept"))
         dropped_by_step = {step["step"]: labels_in(Path(step["exclusion_folder"])) for step in report["steps"]}
     # dclm's labels: 1 = good quality (272 of 499 in majority_data.jsonl), 0 = bad
     labels = [GOOD if json.loads(line)["label"] in (1, "1", "good") else "bad"
-              for line in Path(jsonl).read_text().splitlines()]
+              for line in Path(jsonl).read_text().splitlines()[:documents]]
     kept = [GOOD if label in (1, "1", "good") else "bad" for label in kept]
     dropped_by_step = {step: [GOOD if label in (1, "1", "good") else "bad" for label in dropped]
                        for step, dropped in dropped_by_step.items()}
     good, kept_good = labels.count(GOOD), kept.count(GOOD)
     precision, recall = kept_good / max(len(kept), 1), kept_good / max(good, 1)
-    print(f"\ncommand: python bench/bench_clean.py --quality --jsonl {jsonl}\n")
+    print(f"\ncommand: python bench/bench_clean.py --quality --jsonl {jsonl}"
+          + (f" --documents {documents}" if documents else "") + "\n")
     print(f"documents {len(labels)} (good {good}, bad {len(labels) - good}); kept {len(kept)}, of which good "
           f"{kept_good}; accounting ok: {report['accounting_ok']}")
     print(f"precision of kept vs good: {precision:.3f}   recall of good: {recall:.3f}   "
@@ -175,12 +183,18 @@ def main() -> None:
     parser.add_argument("--extraction-timeout", type=float, default=5.0,
                         help="Trafilatura's per-page limit on both sides (FineWeb: 1 s). Longer by default so that a "
                              "busy machine does not time out different pages on the two sides")
+    parser.add_argument("--documents", type=int, default=None, help="only the first N documents of --jsonl")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting (" +
+                        ", ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in QUICK.items())
+                        + "): does it run?")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     global EXTRACTION_TIMEOUT
     EXTRACTION_TIMEOUT = args.extraction_timeout
     logger.remove()  # datatrove's per-step logging would dominate the console
     if args.quality:
-        return quality(args.jsonl)
+        return quality(args.jsonl, args.documents)
 
     warc = Path(args.warc)
     with tempfile.TemporaryDirectory() as tmp:  # extract the WARC once: the filter chain's input
@@ -190,12 +204,13 @@ def main() -> None:
         extracted, _, _ = run([reader, *extract])
     warc_docs = [Document(text=text, id=doc_id, metadata={}) for doc_id, text in extracted.items()]
     dclm_docs = [Document(text=json.loads(line)["text"], id=str(i), metadata={})
-                 for i, line in enumerate(Path(args.jsonl).read_text().splitlines())]
+                 for i, line in enumerate(Path(args.jsonl).read_text().splitlines()[:args.documents])]
 
     rows = []
     compare(f"filter chain, {warc.name} (extracted)", warc_docs, lambda out: datatrove_fineweb(out, False),
             lambda out: ours(out, False), args.rounds, rows, len(warc_docs))
-    compare(f"filter chain, {Path(args.jsonl).name}", dclm_docs, lambda out: datatrove_fineweb(out, False),
+    compare(f"filter chain, {Path(args.jsonl).name}" + (f" (first {len(dclm_docs)})" if args.documents else ""),
+            dclm_docs, lambda out: datatrove_fineweb(out, False),
             lambda out: ours(out, False), args.rounds, rows, len(dclm_docs))
     if not args.skip_whole:
         records = sum(1 for _ in WarcReader(str(warc.parent), glob_pattern=warc.name).run())

