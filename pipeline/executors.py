@@ -31,7 +31,7 @@ from pipeline.errors import GPTStackError, InputError
 from pipeline.files import atomic_write
 from pipeline.lifeline import mark_main_process
 from pipeline.progress import run_with_progress
-from pipeline.tasklog import use_task_logger
+from pipeline.tasklog import quiet_console, use_task_logger
 from pipeline.stages import Stage
 from pipeline.tokenize_step import usable_cpus
 
@@ -208,6 +208,7 @@ class ExecutorFactory:
         executor = self.make(stage.name, stage.steps, stage.tasks, logging_dir, resume)
         if self.settings.executor == "slurm":
             return self.run(executor, stage.name, stage.tasks), 0.0
+        quiet_console()  # this process's datatrove INFO lines (stage stats) go to the logs, not the console
         return run_with_progress(executor, stage, self.documents.get(stage.name),
                                  lambda: self.run(executor, stage.name, stage.tasks))
 

@@ -36,6 +36,7 @@ from pipeline.files import check_writable_dir
 from pipeline.inspect import print_summary
 from pipeline.outputlock import OutputLock, describe_takeover
 from pipeline.pack import VAL_MAX_FRACTION, pack_shards
+from pipeline.progress import folder_bytes
 from pipeline.prepare_tokenizer import (add_tokenizer_arguments, manifest_tokenizer, plan_tokenizer,
                                        tokenizer_companion, tokenizer_fingerprint, train_on_shuffled)
 from pipeline.readers import SKIP_REASONS, LimitDocuments, count_skipped
@@ -183,7 +184,9 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         cleaned = write_report(cleaning_plan, stages[0].steps, work / "logs" / "read", args.input or args.corpus)
 
     # Step 5: pack the token streams into shards, then commit them with the manifest.
-    with tqdm(unit="tok", unit_scale=True, desc="write shards") as bar:
+    # Every token of the streams goes into a shard (2 bytes each), so the bar has a total and an ETA.
+    with tqdm(total=folder_bytes(work / "tokens", "*.tokens*") // 2 or None, unit="tok", unit_scale=True,
+              desc="write shards") as bar:
         shards = pack_shards(work / "tokens", counts.tasks, work / "staged", args.val_tokens, args.shard_tokens,
                              progress=bar.update)
     if not shards:

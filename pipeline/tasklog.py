@@ -18,6 +18,7 @@ import sys
 from loguru import logger
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+CONSOLE_LEVEL = "WARNING"  # INFO goes to the task's log file only: 135 of 534 console lines for 200 documents
 FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | <level>{level: <8}</level> | {name}:{function}:{line} - <level>{message}</level>"
 
 
@@ -47,15 +48,32 @@ def task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
-    logger.add(sys.stderr, colorize=DATATROVE_COLORIZE_LOGS, level="INFO" if local_rank == 0 else "ERROR",
+    logger.add(sys.stderr, colorize=DATATROVE_COLORIZE_LOGS, level=CONSOLE_LEVEL if local_rank == 0 else "ERROR",
                format=lambda record: prefix + _console_format(record))
     logger.add(logfile, colorize=DATATROVE_COLORIZE_LOG_FILES, level="DEBUG", format=prefix + FORMAT, catch=False)
     logger.info(f"Launching pipeline for {rank=}")
     return logfile
 
 
+def quiet_console() -> None:
+    """The console of this process shows warnings and errors only; datatrove's INFO lines (each task's start,
+    its pipeline, the whole stats dictionary of every stage) stay in the task logs and stats.json files."""
+    from datatrove.utils.logging import DATATROVE_COLORIZE_LOGS
+
+    logger.remove()
+    logger.add(sys.stderr, colorize=DATATROVE_COLORIZE_LOGS, level=CONSOLE_LEVEL, format=_console_format)
+
+
+def close_task_logger(logfile) -> None:
+    """datatrove's close_task_logger, which puts back a console sink at every level, with `quiet_console`'s."""
+    logger.complete()
+    quiet_console()
+    logfile.close()
+
+
 def use_task_logger() -> None:
-    """Make datatrove's executors in this process log their tasks with `task_logger`."""
+    """Make datatrove's executors in this process log their tasks with `task_logger` (and end with a quiet console)."""
     import datatrove.executor.base
 
     datatrove.executor.base.add_task_logger = task_logger  # the name its _run_for_rank calls
+    datatrove.executor.base.close_task_logger = close_task_logger
