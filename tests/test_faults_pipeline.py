@@ -37,11 +37,6 @@ SLOW_COMMAND = ["--limit", "3000", "--tasks", "4", "--workers", "1", "--no-dedup
                 "--shard-tokens", "60000"]
 
 
-# Temporary: the cases that fail until issue 13's pipeline fixes land; each mark goes when its fix does (strict: an
-# unexpected pass fails the suite, so a forgotten mark shows).
-PHASE_B = pytest.mark.xfail(strict=True, reason="issue 13: fixed in phase B")
-
-
 def prepare(*args, timeout: int = 600) -> subprocess.CompletedProcess:
     return python_module("pipeline.prepare", *args, timeout=timeout)
 
@@ -351,7 +346,6 @@ def test_report_links_only_to_files_that_exist(warc_reference):
 
 
 # ---- 13: the same input gives the same shards on a busy machine -------------------------------------------------
-@PHASE_B
 def test_same_warc_gives_the_same_shards_with_the_cores_saturated(tmp_path):
     """news-200's slowest pages take ~0.3 s of CPU to extract; with every core busy three times over they take
     longer than the 1 s wall-clock timeout, and must be kept all the same."""

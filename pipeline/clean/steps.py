@@ -15,13 +15,13 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.extractors import Trafilatura
-from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                         GopherRepetitionFilter, URLFilter)
 from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter, SymbolLinesFormatter
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 
+from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
 from pipeline.clean.langid import OfflineLanguageFilter
 from pipeline.files import atomic_write
 
@@ -218,7 +218,7 @@ class CleanTrafilatura(GuardedTransform, Trafilatura):
     counts_every_document = True  # HTML in, text out: no document has a count yet
 
     def session(self):
-        return ExtractorSandbox(timeout=self.timeout, warmup_text="")
+        return CpuBudgetSandbox(cpu_seconds=self.timeout, warmup_text="")
 
     def new_text(self, doc: Document, session) -> str:
         text = session.process_document(doc.text, self.extract)
@@ -227,8 +227,10 @@ class CleanTrafilatura(GuardedTransform, Trafilatura):
         return text
 
     def failure(self, error: Exception) -> tuple[str, str]:
-        if isinstance(error, TimeoutError):
-            return "error_timeout", f"extraction took over {self.timeout}s"
+        if isinstance(error, CpuBudgetExceeded):
+            return "error_timeout", f"extraction needed over {self.timeout}s of CPU time"
+        if isinstance(error, TimeoutError):  # the wall-clock backstop: stuck where no signal is handled
+            return "error_timeout", f"extraction did not answer within {wall_backstop(self.timeout):.0f}s"
         if isinstance(error, EOFError):  # the sandbox process died (e.g. out of memory); a new one starts
             return "error_process_died", error_message(error)
         return super().failure(error)
