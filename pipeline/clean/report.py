@@ -16,6 +16,7 @@ from pathlib import Path
 
 from datatrove.utils.stats import PipelineStats
 
+from pipeline.clean import report_languages
 from pipeline.clean.chain import CleaningPlan, is_html_reader
 from pipeline.files import atomic_write
 
@@ -43,7 +44,7 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
     entries = _stats_dicts(stats)
     if len(entries) != len(pipeline):
         raise ValueError(f"{len(entries)} stats entries for {len(pipeline)} pipeline steps")
-    summary = {"reader": None, "steps": [], "languages_detected": {}}
+    summary = {"reader": None, "steps": [], "languages_detected": {}, "by_language": {}}
     previous_tokens = None
     for step, entry in zip(pipeline, entries):
         counts = entry["stats"]
@@ -78,6 +79,7 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
         if unnamed > 0:
             row["dropped"]["unnamed"] = unnamed
         summary["steps"].append(row)
+        report_languages.add_step(summary, planned.name, counts)
         for key in counts:
             if key.startswith("language_"):
                 lang = key.removeprefix("language_")
@@ -187,6 +189,8 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
                   "| language | documents |", "|---|---:|"]
         lines += [f"| {lang} | {n:,} |" for lang, n in
                   sorted(summary["languages_detected"].items(), key=lambda kv: -kv[1])[:20]] + [""]
+    lines += report_languages.markdown(summary, examples_folder,
+                                       {s["step"]: s["exclusion_folder"] for s in steps}, examples)
     lines += ["## Examples of kept text", ""]
     for example in _kept_examples(examples_folder, examples):
         lines += [f"- `{example.get('url') or example['id']}` ({example.get('language') or '?'})", "",

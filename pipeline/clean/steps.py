@@ -314,9 +314,11 @@ class KeptExamples(PipelineStep):
         self.folder, self.per_task = folder, per_task
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        examples = []
+        examples, per_language = [], {}
         for doc in data:
-            if len(examples) < self.per_task:
+            language = doc.metadata.get("language")
+            if per_language.get(language, 0) < self.per_task:  # (per language: the report shows each one's)
+                per_language[language] = per_language.get(language, 0) + 1
                 examples.append({"id": doc.id, "url": doc.metadata.get("url"),
                                  "language": doc.metadata.get("language"), "text": doc.text[:2000]})
             yield doc
