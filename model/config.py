@@ -50,7 +50,8 @@ ModelSection = dataclasses.make_dataclass("ModelSection", [("name", str, field(d
 class DataSection:
     dir: str | None = None  # shard folder written by `python -m pipeline.prepare` (or --data DIR)
     # or a mixture of folders instead: [{dir, weight, name}] (name defaults to the folder's; or --data
-    # NAME=DIR:WEIGHT,...); change one weight with --set data.sources.NAME.weight=W (README "Training on a mixture")
+    # NAME=DIR:WEIGHT,...); setting one of dir/sources clears the other; change one weight with
+    # --set data.sources.NAME.weight=W (README "Training on a mixture")
     sources: list | None = None
     seq_len: int = 1024  # tokens per training sequence (<= model block_size)
     seed: int = 1337  # shuffling order of the training windows
@@ -215,7 +216,11 @@ def set_value(config: TrainConfig, dotted_key: str, value, source: str) -> None:
         return
     if parts[:2] == ["data", "sources"]:  # a list of entries, or one entry's field: model/mixture_data.py
         config.data.sources = sources_value(config.data.sources, ".".join(parts[2:]), value, f"{source}")
+        if config.data.sources:
+            config.data.dir = None  # one folder or a mixture: the one set last wins, as --data does
         return
+    if dotted_key == "data.dir" and value is not None:
+        config.data.sources = None
     if len(parts) != 2 or not dataclasses.is_dataclass(getattr(config, parts[0])):
         raise ConfigError(f"{source}: unknown key {dotted_key!r}")
     section = getattr(config, parts[0])
@@ -278,9 +283,6 @@ def validate(config: TrainConfig) -> None:
                        "optim.min_lr": o.min_lr, "optim.weight_decay": o.weight_decay}.items():
         if value < 0:
             raise ConfigError(f"config: {key}={value} must be >= 0")
-    if d.dir and d.sources:
-        raise ConfigError("config: both data.dir and data.sources are set; train on one folder or on a mixture "
-                          "(--set data.sources=null or --set data.dir=null)")
     if d.seq_len > gpt.block_size:
         raise ConfigError(f"config: data.seq_len={d.seq_len} exceeds the model's block_size={gpt.block_size}")
     if o.min_lr > o.lr:
