@@ -94,7 +94,8 @@ def run_show(args: argparse.Namespace) -> None:
     print(f"{folder.path}/: verified; {folder.vocab_size:,} ids, end-of-text {folder.eot_token}, pattern "
           f"{folder.meta['pattern_name']}, sha256 {folder.sha256[:16]}")
     print(f"{len(args.text)} characters, {len(args.text.encode())} bytes -> {len(ids)} tokens:")
-    print(" | ".join(encoding.decode_single_token_bytes(i).decode("utf-8", "replace") for i in ids))
+    # a token that is part of a character (a byte of a Chinese character) shows as its bytes, e.g. \xe4
+    print(" | ".join(encoding.decode_single_token_bytes(i).decode("utf-8", "backslashreplace") for i in ids))
 
 
 def main(argv=None) -> None:
