@@ -30,7 +30,7 @@ from datatrove.executor.slurm import SlurmPipelineExecutor
 from pipeline.errors import GPTStackError, InputError
 from pipeline.files import atomic_write
 from pipeline.lifeline import mark_main_process
-from pipeline.progress import run_with_progress
+from pipeline.progress import documents_written, run_with_progress
 from pipeline.tasklog import quiet_console, use_task_logger
 from pipeline.stages import Stage
 from pipeline.tokenize_step import usable_cpus
@@ -186,6 +186,9 @@ def make_executor(steps: list, tasks: int, workers: int, logging_dir: str, resum
                      **dict(item.lstrip("-").split("=", 1) for item in settings.slurm_args)})
 
 
+TOKENIZE_STAGE, SHUFFLE_OUTPUT_STAGE = "tokenize", "shuffle-sort"  # pipeline/prepare.py's and shuffle.py's names
+
+
 @dataclass
 class ExecutorFactory:
     """Makes and runs the executor of each stage; remembers the Slurm job of the stage before, which the next
@@ -209,7 +212,10 @@ class ExecutorFactory:
         if self.settings.executor == "slurm":
             return self.run(executor, stage.name, stage.tasks), 0.0
         quiet_console()  # this process's datatrove INFO lines (stage stats) go to the logs, not the console
-        return run_with_progress(executor, stage, self.documents.get(stage.name),
+        total = self.documents.get(stage.name)
+        if total is None and stage.name == TOKENIZE_STAGE:  # it reads exactly what the shuffle wrote
+            total = documents_written(Path(logging_dir).parent / SHUFFLE_OUTPUT_STAGE)
+        return run_with_progress(executor, stage, total,
                                  lambda: self.run(executor, stage.name, stage.tasks))
 
     def run(self, executor, name: str, tasks: int):

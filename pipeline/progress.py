@@ -5,6 +5,7 @@ its tasks leave on disk: the completion markers (`logs/<stage>/completions/<rank
 tokenize stage, the size of the token files its tasks are writing (8 bytes per document in `*.doc_tokens`, 2 per
 token in `*.tokens`), which gives documents and tokens per second while they run.
 """
+import json
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,16 @@ def folder_bytes(folder: Path, pattern: str) -> int:
         except FileNotFoundError:  # renamed by its task in the meantime
             pass
     return total
+
+
+def documents_written(logging_dir: Path) -> int | None:
+    """Documents the last step of a finished stage passed on, from the stats.json datatrove writes at its end; the
+    total of the next stage's progress bar (tokenize reads what shuffle-sort wrote). None when unknown."""
+    try:
+        steps = json.loads((Path(logging_dir) / "stats.json").read_text())
+        return int(steps[-1]["stats"]["documents"]["total"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def run_with_progress(executor, stage: Stage, total_documents: int | None,
