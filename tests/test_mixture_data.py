@@ -163,3 +163,26 @@ def test_config_sources_from_a_file_the_command_line_and_set(tmp_path):
     assert (one.data.dir, one.data.sources) == ("data/sample", None)
     mix = resolve_config(parse_args(["--data", "en=data/sample:0.7,zh=data/sample-zh:0.3"]))
     assert mix.data.dir is None and [s["name"] for s in mix.data.sources] == ["en", "zh"]
+
+
+def test_training_data_for_one_folder_and_for_a_mixture(specs):
+    from model.config import DataSection
+    from model.training_data import TrainingData
+
+    sources = [{"name": s.name, "dir": s.dir, "weight": s.weight} for s in specs]
+    mixture = TrainingData(DataSection(sources=sources, seq_len=SEQ_LEN), 4, 0, 1, with_validation=True)
+    single = TrainingData(DataSection(dir=specs[0].dir, seq_len=SEQ_LEN), 4, 0, 1, with_validation=True)
+    assert "zh 50.0% = 1,600 tokens = " in mixture.plan(3200) and single.plan(3200) is None
+    # validation: every source's own val split, the mixture weighted by the mix (first token names the source)
+    figures = mixture.validate(lambda val: {"val_loss": float(source_of(int(val.next_batch()[0][0, 0])) == "zh")})
+    assert figures == {"val_loss": 0.5, "val_loss.zh": 1.0, "val_loss.en": 0.0, "val_loss.code": 0.0}
+    assert single.validate(lambda val: {"val_loss": 2.0}) == {"val_loss": 2.0}
+    mixture.train.next_batch()
+    assert sum(v for k, v in mixture.progress().items() if k.startswith("tokens.")) == 4 * SEQ_LEN
+    assert single.progress() == {} and single.summary() is None
+    # a checkpoint of one kind does not continue as the other
+    with pytest.raises(ShardError, match="trained on a mixture"):
+        single.resume(mixture.train.state_dict())
+    with pytest.raises(ShardError, match="one shard folder"):
+        mixture.resume(single.train.state_dict())
+    assert mixture.fingerprint() != single.fingerprint()
