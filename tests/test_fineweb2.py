@@ -186,3 +186,17 @@ def test_prepare_a_chinese_crawl_into_chinese_shards(shared_data, tmp_path):
         big5 and BIG5_MARK in big5[0]["text"] and big5[0]["metadata"]["charset"] == "big5hkscs"), \
         [(d["metadata"].get("url"), d["metadata"].get("filter_reason"))
          for d in read_jsonl_gz(out / "cleaning" / "excluded") if d["metadata"].get("url") == planted["big5"]]
+
+
+def test_opencc_converts_chinese_documents_only_when_switched_on(tmp_path):
+    recipe = yaml.safe_load(Path(load_recipe("fineweb2").path).read_text(encoding="utf-8"))
+    assert next(s for s in recipe["steps"] if s["step"] == "opencc")["enabled"] is False  # both scripts by default
+    for step in recipe["steps"]:
+        step["enabled"] = step["step"] in ("language_filter", "opencc")
+    (tmp_path / "t2s.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    plan = build_cleaning_steps(load_recipe(str(tmp_path / "t2s.yaml")), str(tmp_path), ["zh", "ja"], html_input=False)
+    opencc = next(p.step for p in plan.recipe_steps if p.name == "opencc")
+    documents = [Document(text="臺灣的資訊產業與軟體開發", id="tw", metadata={"language": "zh"}),
+                 Document(text="東京の電車は時間通りに來る", id="ja", metadata={"language": "ja"})]
+    converted = {d.id: d.text for d in opencc.run(iter(documents))}
+    assert converted == {"tw": "台湾的资讯产业与软体开发", "ja": "東京の電車は時間通りに來る"}
