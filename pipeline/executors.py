@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pipeline.errors import GPTStackError, InputError
 from pipeline.files import atomic_write
 from pipeline.lifeline import mark_main_process
 from pipeline.progress import documents_written, run_with_progress
+from pipeline.read_progress import PROGRESS_FOLDER, task_shares
 from pipeline.tasklog import quiet_console, use_task_logger
 from pipeline.stages import Stage
 from pipeline.tokenize_step import usable_cpus
@@ -216,7 +218,8 @@ class ExecutorFactory:
         if total is None and stage.name == TOKENIZE_STAGE:  # it reads exactly what the shuffle wrote
             total = documents_written(Path(logging_dir).parent / SHUFFLE_OUTPUT_STAGE)
         return run_with_progress(executor, stage, total,
-                                 lambda: self.run(executor, stage.name, stage.tasks))
+                                 lambda: self.run(executor, stage.name, stage.tasks),
+                                 shares=report_read_progress(stage, logging_dir))
 
     def run(self, executor, name: str, tasks: int):
         """Run one stage; for Slurm, submit it. Raises when a local/Ray task failed."""
@@ -236,6 +239,19 @@ class ExecutorFactory:
             self.submitted.append(executor)
             record_slurm_jobs(self.work, name, executor.job_id)
         return None
+
+
+def report_read_progress(stage: Stage, logging_dir: str) -> list[int] | None:
+    """Have the stage's file readers write how far they are (pipeline/read_progress.py) into the stage's logging
+    folder; returns the bytes each task reads, the total of the read stage's bar (None: the bar counts tasks)."""
+    readers = [step for step in stage.steps if hasattr(step, "progress_folder")]
+    if not readers:
+        return None
+    folder = Path(logging_dir) / PROGRESS_FOLDER
+    shutil.rmtree(folder, ignore_errors=True)  # (an interrupted run's numbers)
+    for index, reader in enumerate(readers):
+        reader.progress_folder, reader.progress_reader = str(folder), index
+    return task_shares(readers, stage.tasks)
 
 
 class LocalStageExecutor(LocalPipelineExecutor):

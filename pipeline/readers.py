@@ -19,6 +19,7 @@ from datatrove.pipeline.readers.parquet import ParquetReader
 from datatrove.utils.logging import logger
 
 from pipeline.compressed import open_input
+from pipeline.read_progress import ReadProgress
 
 SKIP_REASONS = {
     "malformed_json": "malformed JSON",
@@ -93,6 +94,10 @@ class _CheckedFileReader:
     """Mixin for datatrove disk readers: an explicit, ordered file list and checked records."""
 
     source = "files"
+    # set by the executor (pipeline/executors.py) for the read stage's progress bar: pipeline/read_progress.py
+    progress_folder: str | None = None
+    progress_reader = 0
+    progress: ReadProgress | None = None
 
     def _setup(self, files: list[str], rejected_folder: str):
         self.files, self.rejected_folder = list(files), rejected_folder
@@ -115,12 +120,15 @@ class _CheckedFileReader:
         if data:
             yield from data
         self.rejected = RejectedRecords(self, self.rejected_folder, rank, self.source)
+        self.progress = ReadProgress(self.progress_folder, rank, self.progress_reader)
         try:
             for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
                 self.update_doc_stats(document)
+                self.progress.document()
                 yield document
         finally:
             self.rejected.close()
+            self.progress.write()
 
 
 class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
@@ -140,6 +148,8 @@ class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
         line_number = 0
         try:
             with open_input(self.data_folder, filepath, self.compression) as f:  # (a cut .zst raises too)
+                if self.progress:
+                    self.progress.start_file(self.data_folder, filepath, f)
                 # BufferedReader: the zstd stream cannot be iterated by lines on its own
                 for line_number, raw in enumerate(io.BufferedReader(f), start=1):
                     if not raw.strip():
@@ -162,6 +172,8 @@ class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
                         yield document
         except (EOFError, OSError) as e:  # truncated/corrupt compressed file: keep what was read
             self.rejected.add(f"{shown_path}:{line_number + 1}", "corrupt_file", None, f"{type(e).__name__}: {e}")
+        if self.progress:
+            self.progress.end_file()
 
 
 class CheckedParquetReader(_CheckedFileReader, ParquetReader):
@@ -183,7 +195,11 @@ class CheckedParquetReader(_CheckedFileReader, ParquetReader):
         row = 0
         try:
             with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as parquet:
+                if self.progress:
+                    self.progress.start_file(self.data_folder, filepath)
                 for batch in parquet.iter_batches(batch_size=self.batch_size):
+                    if self.progress:  # (random access: the part of the rows read, not the file position)
+                        self.progress.fraction((row + batch.num_rows) / max(parquet.metadata.num_rows, 1))
                     with self.track_time("batch"):
                         documents = []
                         for record in batch.to_pylist():
@@ -194,6 +210,8 @@ class CheckedParquetReader(_CheckedFileReader, ParquetReader):
                     yield from documents
         except (pyarrow.ArrowException, OSError) as e:  # not parquet, or truncated: keep what was read
             self.rejected.add(f"{shown_path}:row {row}", "corrupt_file", None, f"{type(e).__name__}: {e}")
+        if self.progress:
+            self.progress.end_file()
 
 
 class _PackagedCorpusReader(PipelineStep):

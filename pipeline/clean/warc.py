@@ -19,6 +19,7 @@ from datatrove.pipeline.readers import WarcReader
 
 from pipeline.clean.charsets import decode_page
 from pipeline.clean.steps import exclusion_writer
+from pipeline.read_progress import ReadProgress
 from pipeline.readers import RejectedRecords, contiguous_block
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
@@ -37,6 +38,10 @@ class CheckedWarcReader(WarcReader):
     """datatrove's WarcReader with every skipped record counted and kept as a pointer (see the module doc)."""
 
     name = "🕷 WARC (checked)"
+    # set by the executor for the read stage's progress bar (pipeline/read_progress.py)
+    progress_folder: str | None = None
+    progress_reader = 0
+    progress: ReadProgress | None = None
 
     def __init__(self, data_folder, files: list[str], exclusion_folder: str, trust_http_content_type: bool = True,
                  **kwargs):
@@ -53,15 +58,18 @@ class CheckedWarcReader(WarcReader):
         # damaged input also goes where the other readers keep skipped records (rejected/<rank>-warc.jsonl): the
         # manifest's `skipped` and the console's "skipped records" line count it there
         self._rejected = RejectedRecords(self, str(Path(self.exclusion_folder).parent), rank, "warc")
+        self.progress = ReadProgress(self.progress_folder, rank, self.progress_reader)
         try:
             with exclusion_writer(self.exclusion_folder) as self._writer:
                 for document in self.read_files_shard(contiguous_block(self.files, rank, world_size)):
                     # (datatrove's own "documents" count is only updated when a whole file was read)
                     self.stat_update("documents_passed")
                     self.update_doc_stats(document)
+                    self.progress.document()
                     yield document
         finally:
             self._rejected.close()
+            self.progress.write()
 
     def keep_aside(self, filepath: str, offset, reason: str, detail: str = "", record=None) -> None:
         headers = record.rec_headers if record is not None else None
@@ -83,6 +91,8 @@ class CheckedWarcReader(WarcReader):
         records, offset = 0, 0
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+                if self.progress:
+                    self.progress.start_file(self.data_folder, filepath, f)
                 iterator = ArchiveIterator(f)
                 for record in iterator:
                     records += 1
@@ -102,6 +112,9 @@ class CheckedWarcReader(WarcReader):
             # A truncated gzip or a garbled record: what was read stays, the rest of this file is skipped.
             self.keep_aside(filepath, offset, "corrupt_file", " ".join(f"{type(e).__name__}: {e}".split())[:300])
             return
+        finally:
+            if self.progress:
+                self.progress.end_file()
         if records == 0:
             self.keep_aside(filepath, 0, "empty_file", "no WARC record in the file")
 
