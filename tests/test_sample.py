@@ -167,4 +167,4 @@ def test_sample_cli_bad_checkpoint_and_shape_mismatch_are_one_line_errors(tmp_pa
     save_weights(GPT(GPTConfig(block_size=16, vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=16)), tmp_path / "v")
     wrong_vocab = run_sample("--checkpoint", str(tmp_path / "v"))
     assert wrong_vocab.returncode == 2
-    assert "vocab_size=1000 but the GPT-2 tokenizer has 50257 tokens" in wrong_vocab.stderr
+    assert "vocab_size=1000 but its tokenizer gpt2 has 50257 tokens" in wrong_vocab.stderr
