@@ -81,9 +81,11 @@ def parse_data_argument(text: str) -> list[dict] | None:
 
 
 def tokenizer_record(manifest: dict) -> dict:
-    """The manifest's tokenizer as a pipeline.tokenizer_spec record (a bare tiktoken name in older manifests)."""
+    """The manifest's tokenizer as a pipeline.tokenizer_spec record: its name, and for a trained tokenizer folder the
+    sha256 that pipeline.prepare records beside it (two folders of the same name may hold different tokenizers)."""
     recorded = manifest.get("tokenizer")
-    record = dict(recorded) if isinstance(recorded, dict) else {"name": recorded, "sha256": None}
+    record = dict(recorded) if isinstance(recorded, dict) else {"name": recorded,
+                                                                 "sha256": manifest.get("tokenizer_sha256")}
     record.setdefault("vocab_size", manifest.get("vocab_size"))
     return record
 
