@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from loopback_netns import shared_netns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +106,7 @@ def test_guide_figures_exist_and_are_small():
             assert path.stat().st_size < 200_000, f"{path} is {path.stat().st_size:,} bytes: too large to commit"
 
 
+@pytest.mark.timeout(2400)  # the whole guide, chapter after chapter: ~10 min on an idle 2-core machine
 def test_guide_commands_run_in_order(tmp_path):
     blocks = runnable_blocks(GUIDES[0])
     root = scratch_root(tmp_path / "repo")
@@ -113,7 +116,7 @@ def test_guide_commands_run_in_order(tmp_path):
            "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
     # the guide's torchrun opens a TCPStore on every interface: run it where only loopback exists
     result = subprocess.run(shared_netns().wrap(["bash", "-c", script]), cwd=root, env=env, capture_output=True,
-                            text=True, timeout=840)  # (pytest-timeout: 900)
+                            text=True, timeout=2340)
     failed = re.search(r"GUIDE BLOCK (\d+) FAILED", result.stderr)
     where = f"\n--- block {failed.group(1)} ---\n{blocks[int(failed.group(1)) - 1]}" if failed else ""
     assert result.returncode == 0, f"a documented command failed{where}\n--- output (end) ---\n" \
