@@ -45,3 +45,16 @@ def find(name_or_path: str, folder: str = "", suffix: str = ".yaml") -> Path | N
     else:
         return None
     return candidate if candidate.is_file() else None
+
+
+def read_mapping(file: Path, error: type, expected: str) -> dict:
+    """The YAML mapping in `file`; a file that is not YAML, or not a mapping, raises `error` in one line."""
+    import yaml  # here, so that `import configs` stays free of third-party imports
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise error(f"{file}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise error(f"{file}: expected {expected}")
+    return data

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 import configs
 from pipeline.errors import GPTStackError
@@ -105,12 +104,7 @@ def derived_label(code: str) -> str | None:
 
 def read_language_file(path: Path) -> LanguageValues:
     code = path.stem
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise LanguageConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(data, dict):
-        raise LanguageConfigError(f"{path}: expected FineWeb-2's mapping of thresholds and stopwords")
+    data = configs.read_mapping(path, LanguageConfigError, "FineWeb-2's mapping of thresholds and stopwords")
     missing = (FINEWEB2_KEYS - {"language_score"}) - set(data)
     if missing:
         raise LanguageConfigError(f"{path}: missing FineWeb-2 key(s) {sorted(missing)}")

@@ -17,7 +17,6 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 import configs
 from pipeline.clean.multilingual import PER_LANGUAGE_STEPS, PER_LANGUAGE_VALUES
@@ -77,12 +76,7 @@ def recipe_path(name_or_path: str) -> Path:
 def load_recipe(name_or_path: str) -> Recipe:
     """Read and check a recipe; every problem is a one-line RecipeError naming the file and the step."""
     path = recipe_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping with `steps:`")
+    data = configs.read_mapping(path, RecipeError, "a mapping with `steps:`")
     unknown = set(data) - {"name", "description", "steps", "warc", "report", "dedup"}
     if unknown:
         raise RecipeError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
