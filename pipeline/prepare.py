@@ -181,7 +181,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         return report_submitted(executors, argv)
     cleaned = None
     if cleaning:  # what the recipe kept and dropped, per step: cleaning/report.md (+ .png, .json)
-        cleaned = write_report(cleaning_plan, stages[0].steps, work / "logs" / "read", args.input or args.corpus)
+        cleaned = write_report(cleaning_plan, stages[0].steps, work / "logs" / "read", args.input or args.corpus,
+                               root=work)  # (its paths relative to the output folder, which work becomes)
 
     # Step 5: pack the token streams into shards, then commit them with the manifest.
     # Every token of the streams goes into a shard (2 bytes each), so the bar has a total and an ETA.

@@ -45,7 +45,7 @@ def test_every_record_accounted_for(news_run):
     docs = report["documents"]
     assert docs["read"] == report["reader"]["documents"] == docs["kept"] + docs["dropped"] + docs["failed"]
     for step in report["steps"]:  # every drop and every failure is in the step's exclusion folder, with its reason
-        written = jsonl_gz(Path(step["exclusion_folder"])) if Path(step["exclusion_folder"]).exists() else []
+        written = jsonl_gz(out / step["exclusion_folder"]) if (out / step["exclusion_folder"]).exists() else []
         expected = {**step["dropped"], **step["failed"]}
         assert len(written) == sum(expected.values()), step["step"]
         for reason, count in expected.items():

@@ -163,7 +163,7 @@ def test_run_completes_on_bad_input_and_keeps_crashes_aside(bad_crawl, shared_da
     assert docs["read"] == docs["kept"] + docs["dropped"] + docs["failed"] and docs["kept"] == 0
     gopher = next(s for s in report["steps"] if s["step"] == "gopher_repetition")
     assert gopher["docs_in"] > 0 and gopher["failed"] == {"error_ValueError": gopher["docs_in"]}
-    crashed = [json.loads(line) for path in Path(gopher["exclusion_folder"]).glob("*.jsonl.gz")
+    crashed = [json.loads(line) for path in (tmp_path / "out" / gopher["exclusion_folder"]).glob("*.jsonl.gz")
                for line in gzip.open(path, "rt")]
     assert len(crashed) == gopher["docs_in"] and all("ValueError" in c["metadata"]["error"] for c in crashed)
     assert report["reader"]["skipped"]["corrupt_file"] == 2 and report["reader"]["skipped"]["not_html"] == 2
@@ -180,6 +180,6 @@ def test_extraction_timeouts_are_kept_aside(shared_data, tmp_path):
     extraction = next(s for s in report["steps"] if s["step"] == "trafilatura")
     assert extraction["docs_in"] == 22 and extraction["failed"] == {"error_timeout": 22}  # its 22 HTML pages
     assert report["accounting_ok"] and report["documents"]["failed"] == 22 and report["documents"]["kept"] == 0
-    kept_aside = [json.loads(line) for path in Path(extraction["exclusion_folder"]).glob("*.jsonl.gz")
+    kept_aside = [json.loads(line) for path in (tmp_path / "out" / extraction["exclusion_folder"]).glob("*.jsonl.gz")
                   for line in gzip.open(path, "rt")]
     assert len(kept_aside) == 22 and all(d["text"].lstrip().startswith("<") for d in kept_aside)  # the page itself

@@ -5,7 +5,11 @@ reader(s), the plan's steps, the writer of the kept documents; one stats entry p
 the plan's work folder,
   report.json  the numbers: per step documents/characters/tokens in and out, drops by reason, failures
   report.md    the same as tables, the top drop reasons, the language histogram, examples of dropped and kept text
-  report.png   documents left after each step, top drop reasons, detected languages
+  report.png   documents and tokens left after each step, top drop reasons, detected languages, and the data
+               panels of report_data.py (length histograms, kept per language, lid scores, top domains)
+  recipe.yaml  the recipe as run
+Paths in report.json and links in report.md are relative (to the output folder, and to report.md), so they hold
+where prepare moves the report with the folders it points to (report_data.py).
 It checks the accounting (every document read is kept, dropped or failed) and says so in the report.
 """
 import glob
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from datatrove.utils.stats import PipelineStats
 
-from pipeline.clean import report_languages
+from pipeline.clean import report_data, report_languages
 from pipeline.clean.chain import CleaningPlan, is_html_reader
 from pipeline.files import atomic_write
 
@@ -139,27 +143,38 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:,}"
 
 
-def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "") -> dict:
-    """Write report.json, report.md and report.png into the plan's work folder; returns the summary.
+def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "", root=None) -> dict:
+    """Write report.json, report.md, report.png and recipe.yaml into the plan's work folder; returns the summary
+    (as report.json holds it: folders relative to `root`).
 
     stats: the run's PipelineStats, or the logging folder of the stage that ran `pipeline` (see `_stats_dicts`).
+    root: the folder the output folder's paths are relative to (default: the report's folder); prepare passes its
+    work folder, whose rejected/ and cleaning/ become the output folder's.
     """
     out = Path(plan.work_dir)
     out.mkdir(parents=True, exist_ok=True)
+    root = Path(root) if root is not None else out
     summary = summarize(plan, pipeline, stats)
-    summary.update(recipe=plan.recipe.name, recipe_path=plan.recipe.path,
+    atomic_write(out / "recipe.yaml", Path(plan.recipe.path).read_text(encoding="utf-8"))
+    summary.update(recipe=plan.recipe.name, recipe_path=os.path.relpath(out / "recipe.yaml", root),
                    languages=list(plan.languages) if plan.languages else "all", inputs=inputs)
-    atomic_write(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    _write_chart(out / "report.png", summary)
-    atomic_write(out / "report.md", _markdown(summary, plan.examples_folder, plan.examples, out))
-    return summary
+    kept = getattr(getattr(pipeline[-1], "output_folder", None), "path", None)  # the writer of the kept documents
+    summary["data"] = report_data.profile(kept, {s["step"]: s["exclusion_folder"] for s in summary["steps"]},
+                                          summary.get("by_language") or {})
+    shown = report_data.relative_paths(summary, root)
+    atomic_write(out / "report.json", json.dumps(shown, indent=2, ensure_ascii=False))
+    _write_chart(out / "report.png", shown)
+    atomic_write(out / "report.md", _markdown({**summary, "inputs": shown["inputs"]}, plan.examples_folder,
+                                              plan.examples, out))
+    return shown
 
 
 def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Path | None = None) -> str:
     docs, reader, steps = summary["documents"], summary["reader"], summary["steps"]
     lines = [f"# Cleaning report: recipe `{summary['recipe']}`", ""]
     lines += [f"- input: `{summary['inputs']}`" if summary["inputs"] else "- input: (see command)",
-              f"- recipe file: `{summary['recipe_path']}`; languages kept: {summary['languages']}",
+              f"- recipe `{summary['recipe']}`: [recipe.yaml](recipe.yaml) (as run); languages kept: "
+              f"{summary['languages']}",
               f"- chart: ![per-step chart](report.png)", ""]
     if reader:
         skipped = sum(reader["skipped"].values())
@@ -170,15 +185,18 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
     check = "yes" if summary["accounting_ok"] else "**NO - please report this**"
     lines += [f"**Documents: {docs['read']:,} read = {docs['kept']:,} kept + {docs['dropped']:,} dropped + "
               f"{docs['failed']:,} failed** (adds up: {check}). Dropped and failed documents are in "
-              f"`excluded/NN_step/` with `metadata.filter_reason`.", ""]
+              f"each step's exclusion folder (below) with `metadata.filter_reason`.", ""]
     lines += ["## Per step", "",
               "| # | step | docs in | docs out | dropped | failed | passed (other language) | tokens in | tokens out "
-              "| seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| seconds | dropped documents |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for number, s in enumerate(steps, start=1):
+        folder = s["exclusion_folder"]
+        target = os.path.relpath(folder, report_dir) if report_dir and os.path.isabs(folder) else folder
+        link = f"[{target}/]({target}/)" if os.path.isdir(folder) and any(os.scandir(folder)) else "–"
         lines.append(f"| {number:02d} | {s['step']} | {s['docs_in']:,} | {s['docs_out']:,} | "
                      f"{sum(s['dropped'].values()):,} | {sum(s['failed'].values()):,} | "
                      f"{s['passed_other_language']:,} | {_fmt(s['tokens_in'])} | {_fmt(s['tokens_out'])} | "
-                     f"{s['seconds']} |")
+                     f"{s['seconds']} | {link} |")
     lines += ["", "Tokens are counted after extraction (HTML has none worth counting).", ""]
     reasons = sorted(((n, s["step"], r) for s in steps for r, n in {**s["dropped"], **s["failed"]}.items()),
                      reverse=True)
@@ -189,6 +207,8 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
                   "| language | documents |", "|---|---:|"]
         lines += [f"| {lang} | {n:,} |" for lang, n in
                   sorted(summary["languages_detected"].items(), key=lambda kv: -kv[1])[:20]] + [""]
+    if summary.get("data"):
+        lines += report_data.markdown(summary["data"])
     lines += report_languages.markdown(summary, examples_folder,
                                        {s["step"]: s["exclusion_folder"] for s in steps}, examples)
     lines += ["## Examples of kept text", ""]
@@ -219,22 +239,34 @@ def _write_chart(path: Path, summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     steps = summary["steps"]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    fig, grid = plt.subplots(4, 3, figsize=(18, 20))
+    axes = list(grid.flat)
     labels = (["read"] if summary["reader"] is None else ["WARC docs"]) + [s["step"] for s in steps]
     values = [summary["documents"]["read"]] + [s["docs_out"] for s in steps]
-    axes[0].bar(range(len(values)), values, color="tab:blue")
+    report_data.label_bars(axes[0], axes[0].bar(range(len(values)), values, color="tab:blue"), values)
     axes[0].set_xticks(range(len(values)), labels, rotation=45, ha="right")
     axes[0].set_title("documents left after each step")
+    counted = [s for s in steps if s["tokens_out"] is not None]
+    tokens = [s["tokens_out"] for s in counted]
+    report_data.label_bars(axes[1], axes[1].bar(range(len(tokens)), tokens, color="tab:orange"), tokens)
+    axes[1].set_xticks(range(len(tokens)), [s["step"] for s in counted], rotation=45, ha="right")
+    axes[1].set_title("tokens left after each step")
     reasons = sorted(((n, f"{s['step']}: {r}") for s in steps for r, n in {**s["dropped"], **s["failed"]}.items()),
                      reverse=True)[:12]
-    axes[1].barh([r for _, r in reasons][::-1], [n for n, _ in reasons][::-1], color="tab:red")
-    axes[1].set_title("top drop reasons (documents)")
+    report_data.label_bars(axes[2], axes[2].barh([r for _, r in reasons][::-1], [n for n, _ in reasons][::-1],
+                                                 color="tab:red"), [n for n, _ in reasons][::-1])
+    axes[2].set_title("top drop reasons (documents)")
+    axes[2].tick_params(axis="y", labelsize=7)
     languages = sorted(summary["languages_detected"].items(), key=lambda kv: -kv[1])[:12]
-    axes[2].bar([lang for lang, _ in languages], [n for _, n in languages], color="tab:green")
-    axes[2].set_title("languages detected")
+    report_data.label_bars(axes[3], axes[3].bar([lang for lang, _ in languages], [n for _, n in languages],
+                                                color="tab:green"), [n for _, n in languages])
+    axes[3].set_title("languages detected (before the language filter)")
+    report_data.draw(axes[4:10], summary)
+    for axis in axes[10:]:
+        axis.axis("off")
     fig.suptitle(f"cleaning recipe {summary['recipe']}: {summary['documents']['kept']:,} of "
                  f"{summary['documents']['read']:,} documents kept")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # (room for the title)
     try:
         atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=80))
     finally:
