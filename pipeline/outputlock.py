@@ -27,6 +27,9 @@ from pathlib import Path
 from pipeline.errors import InputError
 
 LOCK_NAME = "lock"
+# A run killed with kill -9 leaves its forked workers holding the lock until they notice (pipeline/lifeline.py, about
+# a second; longer on a loaded machine): a run that finds the holder's main process dead waits this long for them.
+ORPHAN_GRACE_SECONDS = 30
 
 
 class OutputLock:
@@ -38,14 +41,19 @@ class OutputLock:
         self.file, self.took_over = None, None
 
     def acquire(self) -> "OutputLock":
+        orphans_gone_by = time.monotonic() + ORPHAN_GRACE_SECONDS
         while True:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             file = open(self.path, "a+", encoding="utf-8")  # never truncated before we hold it: the holder's record
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _describe(_read_record(file))
+                record = _read_record(file)
                 file.close()
+                if _holder_died(record) and time.monotonic() < orphans_gone_by:
+                    time.sleep(0.2)  # its forked workers still share the lock; they exit when they see it gone
+                    continue
+                holder = _describe(record)
                 raise InputError(f"{self.output} is in use by another {self.command} ({holder}); wait for it "
                                  "to finish or stop it, then run this command again") from None
             except OSError as e:  # a filesystem without locks: say so rather than run unprotected silently
@@ -88,6 +96,20 @@ def _read_record(file) -> dict:
         return record if isinstance(record, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def _holder_died(record: dict) -> bool:
+    """True when the record names a process on this machine that no longer exists."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or record.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _describe(record: dict) -> str:
