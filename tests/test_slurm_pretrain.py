@@ -117,12 +117,15 @@ def test_run_that_keeps_crashing_at_the_same_step_stops_requeueing(slurm, shards
     _, straight_dir, _ = uninterrupted
     job_dir = tmp_path / "run-crashing"
     shutil.copytree(straight_dir, job_dir)
-    # a damaged DeepSpeed state file: the resume crashes (it is no input error), so every attempt fails at step 24
-    states = job_dir / "checkpoints" / f"step_{STEPS:06d}" / "deepspeed" / "mp_rank_00_model_states.pt"
-    states.write_bytes(states.read_bytes()[:1000])
+    # A trainer that dies hard at every start (a damaged checkpoint file is no longer a crash: the trainer verifies
+    # it and falls back to an older one), so every attempt fails at step 24; the checkpoint helper still runs.
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text(
+        "import os, sys\nif sys.orig_argv[1:3] == ['-m', 'model.train']:\n    os._exit(1)\n")
     run_dir, log = tmp_path / "run-crashing", tmp_path / "crashing.log"
     env = {"RUN_DIR": str(run_dir), "DEVICE": "cpu", "VENV": str(Path(sys.executable).parents[1]),
-           "DATA": str(shards), "MAX_FAILURES_AT_STEP": "2"}
+           "DATA": str(shards), "MAX_FAILURES_AT_STEP": "2", "PYTHONPATH": str(crash)}
     job = slurm.sbatch(f"--chdir={REPO}", "--job-name=crashing", f"--output={log}", "--nodes=1",
                        "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=15",
                        str(REPO / "slurm" / "pretrain.sh"), "configs/tiny-cpu.yaml", *TRAIN_OVERRIDES,
