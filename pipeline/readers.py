@@ -10,6 +10,7 @@ outputs in task order gives the same document order for any number of tasks.
 import io
 import json
 import re
+from abc import abstractmethod
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -225,11 +226,13 @@ class _PackagedCorpusReader(PipelineStep):
         super().__init__()
         self.path, self.rejected_folder = path, rejected_folder
 
+    @abstractmethod
     def records(self, rejected: RejectedRecords) -> list:
-        raise NotImplementedError
+        """Every record of the packaged file, in order (the same list in every task)."""
 
+    @abstractmethod
     def document(self, index: int, record, rejected: RejectedRecords) -> Document | None:
-        raise NotImplementedError
+        """The document of record `index`, or None after recording why it was skipped in `rejected`."""
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:

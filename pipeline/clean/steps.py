@@ -8,6 +8,7 @@ Each step is datatrove's own class (same parameters, same decisions) with three 
   * documents carry `token_count` (tiktoken, the --tokenizer) so the report can show tokens in/out per step.
 """
 import contextlib
+from abc import abstractmethod
 import inspect
 import json
 from pathlib import Path
@@ -129,8 +130,9 @@ class GuardedTransform:
         """What `new_text` needs open for a whole task (e.g. a sandbox process); passed to it as `session`."""
         return contextlib.nullcontext()
 
+    @abstractmethod
     def new_text(self, doc: Document, session) -> str:
-        raise NotImplementedError
+        """The document's text after this step's one job (each subclass says what that is)."""
 
     def failure(self, error: Exception) -> tuple[str, str]:
         """(reason, message) for a document `new_text` raised on."""
