@@ -188,6 +188,23 @@ def test_prepare_a_chinese_crawl_into_chinese_shards(shared_data, tmp_path):
          for d in read_jsonl_gz(out / "cleaning" / "excluded") if d["metadata"].get("url") == planted["big5"]]
 
 
+def test_per_language_dedup_builds_only_the_tokenizers_of_languages_it_meets(tmp_path, monkeypatch):
+    """Korean's word tokenizer needs kiwipiepy, an optional extra: a Chinese run must not ask for it."""
+    import pipeline.dedup as dedup
+
+    built = []
+    real = dedup.word_tokenizer
+    monkeypatch.setattr(dedup, "word_tokenizer", lambda code: built.append(code) or real(code))
+    step = dedup.minhash_signature(dedup.DedupConfig(per_language="fineweb2"), str(tmp_path / "near"))
+    assert built == ["en"]  # the default, for documents of a language without a file
+    documents = [Document(text=text, id=str(i), metadata={"language": language}) for i, (text, language) in
+                 enumerate([("今天天气很好，我们一起去公园散步吧。" * 3, "zh"), ("The weather is fine today. " * 3, "en"),
+                            ("人民日报发表社论，庆祝新年的到来。" * 3, "zh")])]
+    step.run(iter(documents), rank=0, world_size=1)  # consumes the documents, writes signatures
+    assert built == ["en", "cmn_Hani"] and "ko" not in step.tokenizers
+    assert any((tmp_path / "near").rglob("*.minhash.sig"))
+
+
 def test_opencc_converts_chinese_documents_only_when_switched_on(tmp_path):
     recipe = yaml.safe_load(Path(load_recipe("fineweb2").path).read_text(encoding="utf-8"))
     assert next(s for s in recipe["steps"] if s["step"] == "opencc")["enabled"] is False  # both scripts by default

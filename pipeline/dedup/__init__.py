@@ -52,24 +52,35 @@ def minhash_signature(config: DedupConfig, folder: str) -> MinhashDedupSignature
         return MinhashDedupSignature(folder, config=config.minhash_config(), language=word_tokenizer(config.language))
     from pipeline.clean.languages import load_languages
 
-    tokenizers = {label: word_tokenizer(values.code) for label, values in load_languages().items()}
+    codes = {label: values.code for label, values in load_languages().items()}
     return LanguageMinhashSignature(folder, config=config.minhash_config(),
-                                    language=word_tokenizer(config.language), tokenizers=tokenizers)
+                                    language=word_tokenizer(config.language), codes=codes)
 
 
 class LanguageMinhashSignature(MinhashDedupSignature):
     """MinhashDedupSignature whose word tokenizer follows each document's `metadata.language` (its own code for
     the languages it has no tokenizer for). Pairs across languages need the same words, so in practice only
-    documents of one language are paired, as in FineWeb-2's per-language dedup."""
+    documents of one language are paired, as in FineWeb-2's per-language dedup.
 
-    def __init__(self, output_folder: str, config, language, tokenizers: dict):
+    A language's tokenizer is built when its first document arrives: a run keeps only some languages, and the
+    others' tokenizers may need packages this machine lacks (Korean's kiwipiepy is an optional extra). Cleaning
+    has already checked the tokenizer of every language it lets through."""
+
+    def __init__(self, output_folder: str, config, language, codes: dict[str, str]):
         super().__init__(output_folder=output_folder, config=config, language=language)
-        self.default_tokenizer, self.tokenizers = self.word_tokenizer, dict(tokenizers)
+        self.default_tokenizer, self.codes, self.tokenizers = self.word_tokenizer, dict(codes), {}
+
+    def tokenizer_for(self, label: str | None):
+        if label not in self.codes:
+            return self.default_tokenizer
+        if label not in self.tokenizers:
+            self.tokenizers[label] = word_tokenizer(self.codes[label])
+        return self.tokenizers[label]
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         def choosing_tokenizer(documents):
             for document in documents:  # get_shingles(document.text) runs right after each document arrives
-                self.word_tokenizer = self.tokenizers.get(document.metadata.get("language"), self.default_tokenizer)
+                self.word_tokenizer = self.tokenizer_for(document.metadata.get("language"))
                 yield document
 
         return super().run(choosing_tokenizer(data), rank, world_size)
