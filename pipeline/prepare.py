@@ -2,6 +2,8 @@
 
     1. read      datatrove reader, bad records skipped and kept; + cleaning recipe    (pipeline/corpora.py, clean/)
     2. dedup     exact, URL, MinHash                                                   (pipeline/dedup/)
+                 (a recipe with `dedup.after: STEP` runs dedup right after that step, then its later steps as
+                 a `filter` stage: FineWeb-2's order, language ID -> dedup -> quality filters)
     3. shuffle   seeded, whole corpus                                                  (pipeline/shuffle.py)
     4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)  (pipeline/tokenize_step.py,
                                                                                    prepare_tokenizer.py)
@@ -25,7 +27,10 @@ from tqdm import tqdm
 
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
 from pipeline.corpora import SourceOptions, corpus_readers
-from pipeline.dedup import DedupConfig, dedup_enabled, dedup_report, dedup_stages, parse_dedup_section
+from pipeline.clean.chain import CleaningPlan
+from pipeline.dedup import (DEDUP_FILTER_STAGE, DUPLICATES_FOLDER, DedupConfig, dedup_enabled, dedup_report,
+                            dedup_stages, parse_dedup_section)
+from pipeline.dedup.steps import DedupFilter
 from pipeline.errors import GPTStackError, InputError, exit_with_error
 from pipeline.executors import (ExecutorFactory, ExecutorSettings, check_no_slurm_jobs_running, report_submitted,
                                 size_tasks, tokenizer_threads)
@@ -46,18 +51,34 @@ from pipeline.tokenize_step import TokenizeToStream
 from pipeline.tokenizer import check_fits_uint16, get_encoding
 from pipeline.tokenizer_spec import COPY_DIR
 
+FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 
-def build_stages(readers: list, limit: int | None, cleaning: list, dedup: DedupConfig | None,
+
+def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup: DedupConfig | None,
                  tokenize: TokenizeToStream, work: Path, tasks: int, seed: int, shuffle_buckets: int,
                  read_config: dict) -> list[Stage]:
     """Steps 1-4, each one run of the executor over `tasks` tasks (dedup's buckets and clusters use their own
-    counts); a stage's config (with the previous stage's) decides whether a rerun may reuse its output."""
+    counts); a stage's config (with the previous stage's) decides whether a rerun may reuse its output.
+
+    A recipe whose `dedup.after` names one of its steps (fineweb2: language_filter, FineWeb-2's order) has its later
+    steps run after dedup, as a stage of their own ("filter"), on the documents dedup kept."""
+    cleaning_steps, after_dedup = (cleaning.split_after(dedup.after) if dedup and dedup.after
+                                   else (cleaning.steps, []))
     documents = work / "documents"
-    read = [*readers, *([LimitDocuments(limit)] if limit else []), *cleaning, stage_writer(documents)]
+    read = [*readers, *([LimitDocuments(limit)] if limit else []), *cleaning_steps, stage_writer(documents)]
     stages = [Stage("read", read, tasks, [documents, work / "rejected", work / "cleaning"], read_config)]
     if dedup:
         stages += dedup_stages(dedup, documents, work / "dedup", tasks)
         documents = work / "dedup" / "documents"
+    if after_dedup:
+        dedup_filter = next(step for step in stages[-1].steps if isinstance(step, DedupFilter))
+        cleaning.add_dedup(dedup_filter, str(work / "dedup" / "removed"), DUPLICATES_FOLDER)
+        filtered = work / "filtered"
+        outputs = [filtered, Path(cleaning.examples_folder),
+                   *(Path(p.exclusion_folder) for p in cleaning.recipe_steps if p.step in after_dedup)]
+        stages.append(Stage(FILTER_STAGE, [StageReader(documents), *after_dedup, stage_writer(filtered)], tasks, outputs,
+                            {"recipe": read_config["recipe"], "languages": read_config["languages"]}))
+        documents = filtered
     stages += shuffle_stages(documents, work / "shuffle", tasks, seed, shuffle_buckets)
     stages.append(Stage("tokenize", [StageReader(work / "shuffle" / "documents"), tokenize], tasks,
                         [Path(tokenize.output_folder)], {"tokenizer": tokenize.tokenizer}))
@@ -81,8 +102,9 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
                                          "gpt2" if tokenizer.trains else tokenizer.spec)
-    cleaning = cleaning_plan.steps
-    dedup_config = parse_dedup_section(recipe.path, recipe.dedup)  # checked even when dedup is off
+    cleaning = cleaning_plan.steps  # (the plan's steps: empty when the recipe has nothing to do)
+    dedup_config = parse_dedup_section(recipe.path, recipe.dedup,  # checked even when dedup is off
+                                       [step.step for step in recipe.enabled_steps()])
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
     counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
     check_no_slurm_jobs_running(work)
@@ -100,7 +122,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
     tokenize = TokenizeToStream(str(work / "tokens"), tokenizer.spec, tokenizer_threads(settings, counts.workers))
-    stages = build_stages(readers, args.limit, cleaning, dedup, tokenize, work, counts.tasks, args.seed,
+    stages = build_stages(readers, args.limit, cleaning_plan, dedup, tokenize, work, counts.tasks, args.seed,
                           args.shuffle_buckets, read_config)
     executors = ExecutorFactory(settings, counts.workers, work, {"tokenize": None if dedup else args.limit})
     before_tokenize = {}
@@ -113,7 +135,12 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         return report_submitted(executors, argv)
     cleaned = None
     if cleaning:  # what the recipe kept and dropped, per step: cleaning/report.md (+ .png, .json)
-        cleaned = write_report(cleaning_plan, stages[0].steps, work / "logs" / "read", args.input or args.corpus,
+        # the stages that ran the recipe's steps: read, and with dedup between them, dedup's filter and the rest
+        split = any(stage.name == FILTER_STAGE for stage in stages)
+        ran_recipe = [stage for stage in stages
+                      if stage.name in (("read", DEDUP_FILTER_STAGE, FILTER_STAGE) if split else ("read",))]
+        cleaned = write_report(cleaning_plan, [step for stage in ran_recipe for step in stage.steps],
+                               [work / "logs" / stage.name for stage in ran_recipe], args.input or args.corpus,
                                root=work)  # (its paths relative to the output folder, which work becomes)
 
     # Step 5: pack the token streams into shards, then commit them with the manifest.
@@ -144,7 +171,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     removed = work / "dedup" / "removed"  # documents dedup removed, each with the id of the one kept
     commit_shard_folder(output, work / "staged", manifest, {
         "rejected": work / "rejected", "logs": work / "logs", "cleaning": work / "cleaning",
-        "duplicates": removed if any(removed.glob("*")) else None,
+        DUPLICATES_FOLDER: removed if any(removed.glob("*")) else None,
         COPY_DIR: tokenizer_companion(tokenizer, work)})
     shutil.rmtree(work, ignore_errors=True)
     print_summary(output, manifest)

@@ -3,6 +3,7 @@ it wrote and writes its own folder.
 
     read (+ clean)  -> documents/          one `<rank>.jsonl.zst` per task
     dedup           -> dedup/...           signatures -> buckets -> clusters -> filter   (pipeline/dedup/)
+    filter          -> filtered/           the recipe's steps after `dedup.after`, if it names one (fineweb2)
     shuffle         -> shuffle/...         scatter by a seeded key -> sort each bucket   (pipeline/shuffle.py)
     tokenize        -> tokens/             one token stream per task                     (pipeline/tokenize_step.py)
 

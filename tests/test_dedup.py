@@ -118,6 +118,15 @@ def test_recipe_dedup_section(planted, tmp_path, capsys):
     assert len(error) == 1 and error[0].startswith(f"error: {recipe}: dedup.n_grams must be int")
     assert not (tmp_path / "bad").exists()
 
+    recipe.write_text("name: bad\nsteps: [url_filter]\ndedup:\n  after: language_filter\n")
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_main(["--input", str(folder), "--output", str(tmp_path / "bad"), "--recipe", str(recipe)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: {recipe}: dedup.after must name an enabled step of the recipe (one of: url_filter), "
+                     "got 'language_filter'"]
+    assert not (tmp_path / "bad").exists()
+
 
 def write_pairs(folder, pairs):
     folder.mkdir(parents=True)

@@ -180,6 +180,18 @@ def test_prepare_a_chinese_crawl_into_chinese_shards(shared_data, tmp_path):
     duplicates = read_jsonl_gz(out / "duplicates")
     repost = [d for d in duplicates if d["metadata"]["url"] == planted["repost"]]
     assert repost and repost[0]["metadata"]["dedup_reason"] == "near"  # caught by MinHash on jieba's words
+    # FineWeb-2's order: language ID, then dedup, then the quality filters on what dedup kept (a stage of its own)
+    stages = list(manifest["stage_seconds"])
+    assert stages.index("read") < stages.index("dedup-filter") < stages.index("filter") < stages.index("tokenize")
+    report = json.loads((out / "cleaning" / "report.json").read_text(encoding="utf-8"))
+    order = [s["step"] for s in report["steps"]]
+    assert order[order.index("language_filter") + 1:order.index("language_filter") + 3] == ["dedup", "gopher_repetition"]
+    dedup_row = report["steps"][order.index("dedup")]
+    assert dedup_row["dropped"] == {k: n for k, n in manifest["dedup"]["removed"].items() if n}
+    assert dedup_row["exclusion_folder"] == "duplicates" and report["accounting_ok"]
+    assert report["documents"]["kept"] == manifest["totals"]["documents"]
+    assert [row["step"] for row in report["by_language"]["zh"]["steps"]][:3] == \
+        ["language_filter", "dedup", "gopher_repetition"]
     # the Big5-HKSCS copy of a Hong Kong article decoded: kept, or removed as a copy of the article
     big5 = [d for d in duplicates if d["metadata"]["url"] == planted["big5"]]
     assert BIG5_MARK in text.replace(BIG5_MARK, "", 1) or (

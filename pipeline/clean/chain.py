@@ -83,6 +83,7 @@ class PlannedStep:
     name: str
     step: PipelineStep
     exclusion_folder: str
+    shown_folder: str | None = None  # where the output folder holds them, when not at exclusion_folder's place
 
 
 @dataclass
@@ -104,6 +105,24 @@ class CleaningPlan:
 
     def planned(self, step: PipelineStep) -> PlannedStep | None:
         return next((planned for planned in self.recipe_steps if planned.step is step), None)
+
+    def split_after(self, name: str) -> tuple[list[PipelineStep], list[PipelineStep]]:
+        """`steps` cut right after the recipe step `name` (where a recipe's `dedup.after` puts dedup): the steps
+        up to it, and the rest, which run on the documents dedup keeps (empty when nothing of the recipe is left)."""
+        position = next((i for i, step in enumerate(self.steps)
+                         if (planned := self.planned(step)) and planned.name == name), None)
+        if position is None:
+            enabled = [planned.name for planned in self.recipe_steps]
+            raise RecipeError(f"{self.recipe.path}: dedup.after names {name!r}, which is not an enabled step of this "
+                              f"recipe for this input (steps: {', '.join(enabled) or 'none'})")
+        head, tail = self.steps[:position + 1], self.steps[position + 1:]
+        if not any(self.planned(step) for step in tail):
+            return self.steps, []
+        return head, tail
+
+    def add_dedup(self, step: PipelineStep, removed_folder: str, shown_folder: str) -> None:
+        """Count `step` (dedup's filter, run between the recipe's steps) as a step of the report."""
+        self.recipe_steps.append(PlannedStep("dedup", step, removed_folder, shown_folder))
 
 
 def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | None = ("en",),

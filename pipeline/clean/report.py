@@ -34,7 +34,10 @@ def _total(stats: dict, key: str) -> int:
 
 def _stats_dicts(stats) -> list[dict]:
     """One dict per pipeline step from a PipelineStats, or from a stage's logging folder: there, every task's
-    `stats/<rank>.json`, so that the tasks an interrupted run finished (and a resumed run skipped) are counted."""
+    `stats/<rank>.json`, so that the tasks an interrupted run finished (and a resumed run skipped) are counted.
+    A list of either: the stages that ran the pipeline one after the other (dedup between the recipe's steps)."""
+    if isinstance(stats, list):
+        return [entry for part in stats for entry in _stats_dicts(part)]
     if isinstance(stats, (str, os.PathLike)):
         tasks = [PipelineStats.from_json(json.loads(path.read_text()))
                  for path in sorted(Path(stats, "stats").glob("*.json"))]
@@ -69,6 +72,7 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
             tokens_out = 0
         row = {
             "step": planned.name, "name": entry["name"], "exclusion_folder": planned.exclusion_folder,
+            **({"shown_folder": planned.shown_folder} if planned.shown_folder else {}),
             "docs_in": _total(counts, "total"), "docs_out": _total(counts, "forwarded"),
             "dropped": {r: n for r, n in reasons.items() if not r.startswith(FAILURE_PREFIX)},
             "failed": {r: n for r, n in reasons.items() if r.startswith(FAILURE_PREFIX)},
@@ -147,7 +151,8 @@ def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "", ro
     """Write report.json, report.md, report.png and recipe.yaml into the plan's work folder; returns the summary
     (as report.json holds it: folders relative to `root`).
 
-    stats: the run's PipelineStats, or the logging folder of the stage that ran `pipeline` (see `_stats_dicts`).
+    stats: the run's PipelineStats, or the logging folder of the stage that ran `pipeline` (see `_stats_dicts`), or
+    a list of them when `pipeline` ran as several stages in a row.
     root: the folder the output folder's paths are relative to (default: the report's folder); prepare passes its
     work folder, whose rejected/ and cleaning/ become the output folder's.
     """
@@ -165,11 +170,12 @@ def write_report(plan: CleaningPlan, pipeline: list, stats, inputs: str = "", ro
     atomic_write(out / "report.json", json.dumps(shown, indent=2, ensure_ascii=False))
     _write_chart(out / "report.png", shown)
     atomic_write(out / "report.md", _markdown({**summary, "inputs": shown["inputs"]}, plan.examples_folder,
-                                              plan.examples, out))
+                                              plan.examples, out, root))
     return shown
 
 
-def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Path | None = None) -> str:
+def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Path | None = None,
+              root: Path | None = None) -> str:
     docs, reader, steps = summary["documents"], summary["reader"], summary["steps"]
     lines = [f"# Cleaning report: recipe `{summary['recipe']}`", ""]
     lines += [f"- input: `{summary['inputs']}`" if summary["inputs"] else "- input: (see command)",
@@ -192,6 +198,8 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
     for number, s in enumerate(steps, start=1):
         folder = s["exclusion_folder"]
         target = os.path.relpath(folder, report_dir) if report_dir and os.path.isabs(folder) else folder
+        if s.get("shown_folder") and root is not None:  # moved into the output folder under another name
+            target = os.path.relpath(Path(root) / s["shown_folder"], report_dir)
         link = f"[{target}/]({target}/)" if os.path.isdir(folder) and any(os.scandir(folder)) else "–"
         lines.append(f"| {number:02d} | {s['step']} | {s['docs_in']:,} | {s['docs_out']:,} | "
                      f"{sum(s['dropped'].values()):,} | {sum(s['failed'].values()):,} | "
@@ -225,7 +233,8 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
             meta = doc.get("metadata", {})
             where = meta.get("url") or doc.get("id")
             text = "" if s["step"] == "trafilatura" else doc.get("text", "")  # raw HTML is not worth quoting
-            lines += [f"- reason `{meta.get('filter_reason', '?')}` - `{where}`"
+            reason = meta.get("filter_reason") or meta.get("dedup_reason", "?")
+            lines += [f"- reason `{reason}` - `{where}`"
                       + (f" - {meta['error']}" if meta.get("error") else ""), ""]
             if text:
                 lines += [_quote(text, 300), ""]

@@ -167,7 +167,7 @@ def relative_paths(summary: dict, root: Path) -> dict:
     if out.get("reader"):
         out["reader"]["skipped_folder"] = rel(out["reader"].get("skipped_folder"))
     for step in out.get("steps", []):
-        step["exclusion_folder"] = rel(step.get("exclusion_folder"))
+        step["exclusion_folder"] = step.pop("shown_folder", None) or rel(step.get("exclusion_folder"))
     out["inputs"] = shown_inputs(out.get("inputs") or "")
     return out
 

@@ -73,7 +73,8 @@ def markdown(summary: dict, examples_folder: str, step_folders: dict[str, str], 
         for row in entry["steps"]:
             for doc in _dropped(step_folders.get(row["step"]), language, 1):
                 meta = doc.get("metadata", {})
-                lines += [f"- dropped by {row['step']} (`{meta.get('filter_reason', '?')}`): "
+                reason = meta.get("filter_reason") or meta.get("dedup_reason", "?")
+                lines += [f"- dropped by {row['step']} (`{reason}`): "
                           f"`{meta.get('url') or doc.get('id')}`", "", _quote(doc.get("text", ""), 300), ""]
     return lines
 

@@ -23,6 +23,8 @@ from pipeline.dedup.steps import (REASONS, ContentSignatures, DedupClusters, Ded
                                   read_summary)
 from pipeline.stages import SplitByRank, Stage, StageReader, stage_record, stage_writer
 
+DEDUP_FILTER_STAGE = "dedup-filter"
+DUPLICATES_FOLDER = "duplicates"  # in the output folder: every removed document, with the id of the one kept
 # An exact or URL hash is a "MinHash bucket" of two 60-bit hashes: datatrove's bucket step then pairs equal ones.
 CONTENT_HASH_CONFIG = MinhashConfig(num_buckets=1, hashes_per_bucket=2, hash_config=HashConfig(precision=64))
 
@@ -113,7 +115,7 @@ def dedup_stages(config: DedupConfig, input_folder, folder, tasks: int) -> list[
         Stage("dedup-buckets", [SplitByRank(jobs)], sum(n for _, n in jobs), [pairs], settings),
         Stage("dedup-clusters", [DedupClusters(pair_folders, str(signatures / "ids"), str(clusters), tasks)], 1,
               [clusters], settings),
-        Stage("dedup-filter", [StageReader(input_folder),
+        Stage(DEDUP_FILTER_STAGE, [StageReader(input_folder),
                                DedupFilter(str(clusters), set_aside),
                                stage_writer(documents)],
               tasks, [documents, removed], settings),
@@ -126,7 +128,7 @@ def dedup_report(config: DedupConfig | None, folder) -> dict:
         return {"enabled": False}
     summary = read_summary(Path(folder) / "clusters")
     return {"enabled": True, "config": config.as_dict(), "removed": summary["removed"],
-            "clusters": summary["clusters"], "removed_documents": "duplicates/"}
+            "clusters": summary["clusters"], "removed_documents": f"{DUPLICATES_FOLDER}/"}
 
 
 __all__ = ["DedupConfig", "parse_dedup_section", "dedup_enabled", "dedup_stages", "dedup_report", "read_summary",

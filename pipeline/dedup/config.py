@@ -15,6 +15,8 @@ exact dedup on a normalised content hash and URL dedup. A recipe YAML may change
       language: en           # word splitting of datatrove's tokenizer for this language
       per_language: fineweb2 # instead: each document's words by the tokenizer of its own language
                              # (configs/fineweb2/<lang_Script>.yml; `language` for the others)
+      after: language_filter # run between the recipe's steps, right after this one (FineWeb-2's place: after
+                             # language ID, before the quality filters); default: after the whole recipe
 
 Whether dedup runs at all is `--dedup/--no-dedup`; by default it does for every input except the Hub corpora that
 were deduplicated when they were made (fineweb, fineweb-edu).
@@ -38,6 +40,7 @@ class DedupConfig:
     language: str = "en"
     per_language: str = ""  # "fineweb2": MinHash splits each document with its language's configs/fineweb2 tokenizer
     seed: int = 1  # of MinHash's hash functions (FineWeb's value); unrelated to the shuffle --seed
+    after: str = ""  # a recipe step: dedup runs right after it, the recipe's later steps after dedup; "": at the end
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,8 +58,9 @@ class DedupConfig:
         return self.exact or self.url or self.minhash
 
 
-def parse_dedup_section(where: str, data) -> DedupConfig:
-    """The `dedup:` mapping of a recipe (None: the defaults); a bad key or value is a one-line error naming `where`."""
+def parse_dedup_section(where: str, data, steps: list[str] = ()) -> DedupConfig:
+    """The `dedup:` mapping of a recipe (None: the defaults); a bad key or value is a one-line error naming `where`.
+    `steps`: the recipe's enabled steps, one of which `after` must name."""
     if data is None:
         return DedupConfig()
     if not isinstance(data, dict):
@@ -78,6 +82,9 @@ def parse_dedup_section(where: str, data) -> DedupConfig:
         raise InputError(f"{where}: dedup.hash_precision must be 32 or 64, got {config.hash_precision}")
     if config.per_language not in ("", "fineweb2"):
         raise InputError(f"{where}: dedup.per_language must be fineweb2 (or left out), got {config.per_language!r}")
+    if config.after and config.after not in steps:
+        raise InputError(f"{where}: dedup.after must name an enabled step of the recipe (one of: "
+                         f"{', '.join(steps) or 'none'}), got {config.after!r}")
     from datatrove.utils.word_tokenizers import load_tokenizer_assignments
 
     if config.minhash and config.language not in load_tokenizer_assignments():

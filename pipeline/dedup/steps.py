@@ -29,6 +29,7 @@ from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 
+from pipeline.clean.steps import count_by_language
 from pipeline.files import atomic_file, atomic_write
 
 # Reasons, in the order their pairs are merged: a document's reason is the first kind of match that joined it.
@@ -275,17 +276,22 @@ class DedupFilter(PipelineStep):
                 sizes = {entry["index"]: entry["size"] for entry in map(json.loads, sizes_file.open(encoding="utf-8"))}
             try:
                 for index, document in enumerate(data):
+                    self.stat_update(StatHints.total)
+                    tokens_before = document.metadata.get("token_count")
                     if removal is not None and removal["index"] == index:
                         with self.track_time():
                             document.metadata.update(duplicate_of=removal["kept_id"], dedup_reason=removal["reason"],
                                                      duplicate_of_position="/".join(map(str, removal["kept_at"])))
-                            self.stat_update(StatHints.dropped, f"removed_{removal['reason']}")
+                            self.stat_update(StatHints.dropped, f"dropped_{removal['reason']}")
+                            count_by_language(self, document, tokens_before, removal["reason"])
                             if writer:
                                 writer.write(document, rank)
                         removal = next(upcoming, None)
                         continue
                     document.metadata["minhash_cluster_size"] = sizes.get(index, 1)
                     self.stat_update(StatHints.forwarded)
+                    self.update_doc_stats(document)  # (the cleaning report's row when dedup runs inside the recipe)
+                    count_by_language(self, document, tokens_before, None)
                     yield document
             finally:
                 if writer:
