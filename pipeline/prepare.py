@@ -76,7 +76,8 @@ def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup
         filtered = work / "filtered"
         outputs = [filtered, Path(cleaning.examples_folder),
                    *(Path(p.exclusion_folder) for p in cleaning.recipe_steps if p.step in after_dedup)]
-        stages.append(Stage(FILTER_STAGE, [StageReader(documents), *after_dedup, stage_writer(filtered)], tasks, outputs,
+        steps = [StageReader(documents), *after_dedup, stage_writer(filtered)]
+        stages.append(Stage(FILTER_STAGE, steps, tasks, outputs,
                             {"recipe": read_config["recipe"], "languages": read_config["languages"]}))
         documents = filtered
     stages += shuffle_stages(documents, work / "shuffle", tasks, seed, shuffle_buckets)

@@ -185,7 +185,8 @@ def test_prepare_a_chinese_crawl_into_chinese_shards(shared_data, tmp_path):
     assert stages.index("read") < stages.index("dedup-filter") < stages.index("filter") < stages.index("tokenize")
     report = json.loads((out / "cleaning" / "report.json").read_text(encoding="utf-8"))
     order = [s["step"] for s in report["steps"]]
-    assert order[order.index("language_filter") + 1:order.index("language_filter") + 3] == ["dedup", "gopher_repetition"]
+    after_language_id = order.index("language_filter") + 1
+    assert order[after_language_id:after_language_id + 2] == ["dedup", "gopher_repetition"]
     dedup_row = report["steps"][order.index("dedup")]
     assert dedup_row["dropped"] == {k: n for k, n in manifest["dedup"]["removed"].items() if n}
     assert dedup_row["exclusion_folder"] == "duplicates" and report["accounting_ok"]
@@ -209,9 +210,10 @@ def test_per_language_dedup_builds_only_the_tokenizers_of_languages_it_meets(tmp
     monkeypatch.setattr(dedup, "word_tokenizer", lambda code: built.append(code) or real(code))
     step = dedup.minhash_signature(dedup.DedupConfig(per_language="fineweb2"), str(tmp_path / "near"))
     assert built == ["en"]  # the default, for documents of a language without a file
-    documents = [Document(text=text, id=str(i), metadata={"language": language}) for i, (text, language) in
-                 enumerate([("今天天气很好，我们一起去公园散步吧。" * 3, "zh"), ("The weather is fine today. " * 3, "en"),
-                            ("人民日报发表社论，庆祝新年的到来。" * 3, "zh")])]
+    texts = [("今天天气很好，我们一起去公园散步吧。" * 3, "zh"), ("The weather is fine today. " * 3, "en"),
+             ("人民日报发表社论，庆祝新年的到来。" * 3, "zh")]
+    documents = [Document(text=text, id=str(i), metadata={"language": language})
+                 for i, (text, language) in enumerate(texts)]
     step.run(iter(documents), rank=0, world_size=1)  # consumes the documents, writes signatures
     assert built == ["en", "cmn_Hani"] and "ko" not in step.tokenizers
     assert any((tmp_path / "near").rglob("*.minhash.sig"))
