@@ -219,6 +219,21 @@ def test_per_language_dedup_builds_only_the_tokenizers_of_languages_it_meets(tmp
     assert any((tmp_path / "near").rglob("*.minhash.sig"))
 
 
+def test_a_missing_optional_word_tokenizer_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from pipeline.clean.languages import check_word_tokenizer
+
+    find_spec = importlib.util.find_spec
+    hidden = lambda name, *args: None if name.startswith("kiwi") else find_spec(name, *args)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", hidden)
+    with pytest.raises(LanguageConfigError) as error:
+        check_word_tokenizer("kor_Hang")
+    assert str(error.value) == ("the word tokenizer for kor_Hang (KiwiTokenizer) needs kiwipiepy, kiwipiepy_model: "
+                                "pip install -e '.[multilingual]' (the versions datatrove works with)")
+    check_word_tokenizer("cmn_Hani")  # jieba is a dependency of the project
+
+
 def test_opencc_converts_chinese_documents_only_when_switched_on(tmp_path):
     recipe = yaml.safe_load(Path(load_recipe("fineweb2").path).read_text(encoding="utf-8"))
     assert next(s for s in recipe["steps"] if s["step"] == "opencc")["enabled"] is False  # both scripts by default

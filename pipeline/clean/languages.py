@@ -142,6 +142,8 @@ TOKENIZER_PACKAGES = {("SpaCyTokenizer", "zh"): ["jieba"], ("SpaCyTokenizer", "j
                       ("ThaiTokenizer", ""): ["pythainlp"], ("KhmerTokenizer", ""): ["khmernltk"],
                       ("LaoTokenizer", ""): ["laonlp"], ("TibetanTokenizer", ""): ["botok"],
                       ("BurmeseTokenizer", ""): ["pyidaungsu"]}
+# pyproject.toml's `multilingual` extra, which pins kiwipiepy below 0.22 (later ones lack the model datatrove loads)
+MULTILINGUAL_EXTRA = {"kiwipiepy", "kiwipiepy_model", "pyvi"}
 TOKENIZER_CLASS_PACKAGES = {"SpaCyTokenizer": ["spacy"], "StanzaTokenizer": ["stanza"],
                             "IndicNLPTokenizer": ["indicnlp"]}
 
@@ -160,5 +162,8 @@ def check_word_tokenizer(code: str) -> None:
     needed = TOKENIZER_CLASS_PACKAGES.get(class_name, []) + TOKENIZER_PACKAGES.get((class_name, argument), [])
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise LanguageConfigError(f"the word tokenizer for {code} ({class_name} {argument}) needs "
-                                  f"{', '.join(missing)}: pip install {' '.join(m.replace('_', '-') for m in missing)}")
+        install = f"pip install {' '.join(m.replace('_', '-') for m in missing)}"
+        if set(missing) <= MULTILINGUAL_EXTRA:
+            install = "pip install -e '.[multilingual]' (the versions datatrove works with)"
+        raise LanguageConfigError(f"the word tokenizer for {code} ({' '.join(filter(None, (class_name, argument)))}) "
+                                  f"needs {', '.join(missing)}: {install}")
