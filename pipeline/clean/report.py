@@ -21,15 +21,11 @@ from pathlib import Path
 from datatrove.utils.stats import PipelineStats
 
 from pipeline.clean import report_data, report_languages
+from pipeline.clean.report_languages import drop_reason, kept_examples, quote, stat_total
 from pipeline.clean.chain import CleaningPlan, is_html_reader
 from pipeline.files import atomic_write
 
 FAILURE_PREFIX = "error_"
-
-
-def _total(stats: dict, key: str) -> int:
-    value = stats.get(key, 0)
-    return int(value["total"] if isinstance(value, dict) else value)
 
 
 def _stats_dicts(stats) -> list[dict]:
@@ -56,28 +52,28 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
     for step, entry in zip(pipeline, entries):
         counts = entry["stats"]
         if is_html_reader(step):
-            skipped = {k.removeprefix("skipped_"): _total(counts, k) for k in counts if k.startswith("skipped_")}
-            summary["reader"] = {"name": entry["name"], "records": _total(counts, "records"),
-                                 "documents": _total(counts, "documents_passed"), "skipped": skipped,
-                                 "chars_out": _total(counts, "doc_len"), "skipped_folder": step.exclusion_folder}
+            skipped = {k.removeprefix("skipped_"): stat_total(counts, k) for k in counts if k.startswith("skipped_")}
+            summary["reader"] = {"name": entry["name"], "records": stat_total(counts, "records"),
+                                 "documents": stat_total(counts, "documents_passed"), "skipped": skipped,
+                                 "chars_out": stat_total(counts, "doc_len"), "skipped_folder": step.exclusion_folder}
             continue
         if step is plan.count_tokens and "doc_len_tokens" in counts:
-            previous_tokens = _total(counts, "doc_len_tokens")  # the tokens entering the chain
+            previous_tokens = stat_total(counts, "doc_len_tokens")  # the tokens entering the chain
         planned = plan.planned(step)
         if planned is None:
             continue
-        reasons = {k.removeprefix("dropped_"): _total(counts, k) for k in counts if k.startswith("dropped_")}
-        tokens_out = _total(counts, "doc_len_tokens") if "doc_len_tokens" in counts else None
-        if tokens_out is None and previous_tokens is not None and _total(counts, "forwarded") == 0:
+        reasons = {k.removeprefix("dropped_"): stat_total(counts, k) for k in counts if k.startswith("dropped_")}
+        tokens_out = stat_total(counts, "doc_len_tokens") if "doc_len_tokens" in counts else None
+        if tokens_out is None and previous_tokens is not None and stat_total(counts, "forwarded") == 0:
             tokens_out = 0
         row = {
             "step": planned.name, "name": entry["name"], "exclusion_folder": planned.exclusion_folder,
             **({"shown_folder": planned.shown_folder} if planned.shown_folder else {}),
-            "docs_in": _total(counts, "total"), "docs_out": _total(counts, "forwarded"),
+            "docs_in": stat_total(counts, "total"), "docs_out": stat_total(counts, "forwarded"),
             "dropped": {r: n for r, n in reasons.items() if not r.startswith(FAILURE_PREFIX)},
             "failed": {r: n for r, n in reasons.items() if r.startswith(FAILURE_PREFIX)},
-            "passed_other_language": _total(counts, "passed_other_language"),
-            "chars_out": _total(counts, "doc_len"),
+            "passed_other_language": stat_total(counts, "passed_other_language"),
+            "chars_out": stat_total(counts, "doc_len"),
             "tokens_in": previous_tokens, "tokens_out": tokens_out,
             "seconds": round(float(entry.get("time_stats", {}).get("total", 0.0))
                              if isinstance(entry.get("time_stats"), dict) else float(entry.get("time_stats") or 0), 3),
@@ -91,7 +87,8 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
         for key in counts:
             if key.startswith("language_"):
                 lang = key.removeprefix("language_")
-                summary["languages_detected"][lang] = summary["languages_detected"].get(lang, 0) + _total(counts, key)
+                detected = summary["languages_detected"]
+                detected[lang] = detected.get(lang, 0) + stat_total(counts, key)
         previous_tokens = tokens_out
     steps = summary["steps"]
     if steps:
@@ -99,7 +96,7 @@ def summarize(plan: CleaningPlan, pipeline: list, stats) -> dict:
     elif summary["reader"]:
         documents_read = summary["reader"]["documents"]
     else:  # text in, no step: the writer got every document read
-        documents_read = _total(entries[-1]["stats"], "total")
+        documents_read = stat_total(entries[-1]["stats"], "total")
     dropped = sum(sum(s["dropped"].values()) for s in steps)
     failed = sum(sum(s["failed"].values()) for s in steps)
     kept = steps[-1]["docs_out"] if steps else documents_read
@@ -119,18 +116,6 @@ def _examples(folder: str, limit: int) -> list[dict]:
                 if len(found) >= limit:
                     return found
     return found
-
-
-def _kept_examples(folder: str, limit: int) -> list[dict]:
-    found = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
-        found += [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    return found[:limit]
-
-
-def _quote(text: str, limit: int = 400) -> str:
-    text = " ".join(text.split())
-    return "> " + (text[:limit] + (" …" if len(text) > limit else "")) if text else "> (no text)"
 
 
 def _pointers(folder: str, report_dir: Path | None, skipped: int) -> str:
@@ -181,7 +166,7 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
     lines += [f"- input: `{summary['inputs']}`" if summary["inputs"] else "- input: (see command)",
               f"- recipe `{summary['recipe']}`: [recipe.yaml](recipe.yaml) (as run); languages kept: "
               f"{summary['languages']}",
-              f"- chart: ![per-step chart](report.png)", ""]
+              "- chart: ![per-step chart](report.png)", ""]
     if reader:
         skipped = sum(reader["skipped"].values())
         lines += [f"**WARC records read: {reader['records']:,}** -> {reader['documents']:,} HTML documents, "
@@ -220,9 +205,9 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
     lines += report_languages.markdown(summary, examples_folder,
                                        {s["step"]: s["exclusion_folder"] for s in steps}, examples)
     lines += ["## Examples of kept text", ""]
-    for example in _kept_examples(examples_folder, examples):
+    for example in kept_examples(examples_folder)[:examples]:
         lines += [f"- `{example.get('url') or example['id']}` ({example.get('language') or '?'})", "",
-                  _quote(example["text"]), ""]
+                  quote(example["text"]), ""]
     lines += ["## Examples of dropped text", ""]
     for s in steps:
         found = _examples(s["exclusion_folder"], examples)
@@ -233,11 +218,10 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
             meta = doc.get("metadata", {})
             where = meta.get("url") or doc.get("id")
             text = "" if s["step"] == "trafilatura" else doc.get("text", "")  # raw HTML is not worth quoting
-            reason = meta.get("filter_reason") or meta.get("dedup_reason", "?")
-            lines += [f"- reason `{reason}` - `{where}`"
+            lines += [f"- reason `{drop_reason(meta)}` - `{where}`"
                       + (f" - {meta['error']}" if meta.get("error") else ""), ""]
             if text:
-                lines += [_quote(text, 300), ""]
+                lines += [quote(text, 300), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,8 @@ BY_LANGUAGE = "by_language/"
 LID_SCORE = "lid_score/"
 
 
-def _value(stats: dict, key: str) -> int:
+def stat_total(stats: dict, key: str) -> int:
+    """A datatrove stats entry's count (a plain number, or a metric's {"total": ...})."""
     value = stats.get(key, 0)
     return int(value["total"] if isinstance(value, dict) else value)
 
@@ -28,16 +29,16 @@ def add_step(summary: dict, step: str, counts: dict) -> None:
         if key.startswith(LID_SCORE):
             language, bin_ = key.removeprefix(LID_SCORE).split("/")
             scores = languages.setdefault(language, {"steps": [], "kept": 0, "lid_scores": {}})["lid_scores"]
-            scores[f"{int(bin_) / 10:.1f}"] = scores.get(f"{int(bin_) / 10:.1f}", 0) + _value(counts, key)
+            scores[f"{int(bin_) / 10:.1f}"] = scores.get(f"{int(bin_) / 10:.1f}", 0) + stat_total(counts, key)
         if not key.startswith(BY_LANGUAGE):
             continue
         language, _, what = key.removeprefix(BY_LANGUAGE).partition("/")
         row = rows.setdefault(language, {"step": step, "docs_in": 0, "docs_out": 0, "tokens_in": 0,
                                          "tokens_out": 0, "dropped": {}})
         if what.startswith("dropped/"):
-            row["dropped"][what.removeprefix("dropped/")] = _value(counts, key)
+            row["dropped"][what.removeprefix("dropped/")] = stat_total(counts, key)
         else:
-            row[what] = _value(counts, key)
+            row[what] = stat_total(counts, key)
     for language, row in rows.items():
         entry = languages.setdefault(language, {"steps": [], "kept": 0, "lid_scores": {}})
         entry["steps"].append(row)
@@ -56,7 +57,7 @@ def markdown(summary: dict, examples_folder: str, step_folders: dict[str, str], 
         histogram = " ".join(str(entry["lid_scores"].get(f"{b / 10:.1f}", 0)) for b in range(10))
         lines.append(f"| {language} | {sum(entry['lid_scores'].values()):,} | {entry['kept']:,} | {histogram} |")
     lines.append("")
-    kept_examples = _kept_examples(examples_folder)
+    saved_examples = kept_examples(examples_folder)
     for language, entry in ordered:
         if not entry["steps"]:
             continue
@@ -67,19 +68,19 @@ def markdown(summary: dict, examples_folder: str, step_folders: dict[str, str], 
             lines.append(f"| {row['step']} | {row['docs_in']:,} | {row['docs_out']:,} | {row['tokens_in']:,} | "
                          f"{row['tokens_out']:,} | {reasons or '–'} |")
         lines.append("")
-        kept = [e for e in kept_examples if e.get("language") == language][:examples]
+        kept = [e for e in saved_examples if e.get("language") == language][:examples]
         for example in kept:
-            lines += [f"- kept: `{example.get('url') or example['id']}`", "", _quote(example["text"]), ""]
+            lines += [f"- kept: `{example.get('url') or example['id']}`", "", quote(example["text"]), ""]
         for row in entry["steps"]:
             for doc in _dropped(step_folders.get(row["step"]), language, 1):
                 meta = doc.get("metadata", {})
-                reason = meta.get("filter_reason") or meta.get("dedup_reason", "?")
-                lines += [f"- dropped by {row['step']} (`{reason}`): "
-                          f"`{meta.get('url') or doc.get('id')}`", "", _quote(doc.get("text", ""), 300), ""]
+                lines += [f"- dropped by {row['step']} (`{drop_reason(meta)}`): "
+                          f"`{meta.get('url') or doc.get('id')}`", "", quote(doc.get("text", ""), 300), ""]
     return lines
 
 
-def _kept_examples(folder: str) -> list[dict]:
+def kept_examples(folder: str) -> list[dict]:
+    """The documents KeptExamples saved in `folder` (<rank>.jsonl), in task order."""
     found = []
     for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
         found += [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
@@ -99,6 +100,12 @@ def _dropped(folder: str | None, language: str, limit: int) -> list[dict]:
     return found
 
 
-def _quote(text: str, limit: int = 400) -> str:
+def drop_reason(metadata: dict) -> str:
+    """Why a step dropped a document: a filter's `filter_reason`, or dedup's `dedup_reason`."""
+    return metadata.get("filter_reason") or metadata.get("dedup_reason", "?")
+
+
+def quote(text: str, limit: int = 400) -> str:
+    """`text` on one line as a Markdown quote, cut at `limit` characters."""
     text = " ".join(text.split())
     return "> " + (text[:limit] + (" …" if len(text) > limit else "")) if text else "> (no text)"
