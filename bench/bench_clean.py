@@ -43,7 +43,7 @@ from datatrove.utils.logging import logger  # noqa: E402
 from pipeline.clean.chain import build_cleaning_steps  # noqa: E402
 from pipeline.clean.langid import OfflineFT176LID  # noqa: E402
 from pipeline.clean.recipe import load_recipe  # noqa: E402
-from pipeline.clean.warc import CheckedWarcReader  # noqa: E402
+from pipeline.read.warc import CheckedWarcReader  # noqa: E402
 
 LANGUAGES = ["en"]
 GOOD = "good"

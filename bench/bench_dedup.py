@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 from datatrove.data import Document  # noqa: E402
 from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupSignature  # noqa: E402
 
-from pipeline.corpora import sample_corpus_path  # noqa: E402
+from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.dedup import DedupConfig, dedup_stages, read_summary  # noqa: E402
 from pipeline.dedup.steps import DedupClusters  # noqa: E402
-from pipeline.executors import make_executor  # noqa: E402
-from pipeline.stages import run_stages, stage_writer  # noqa: E402
+from pipeline.runner.executors import make_executor  # noqa: E402
+from pipeline.runner.stages import run_stages, stage_writer  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 BANDS = [(0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0)]

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from pipeline.corpora import sample_corpus_path  # noqa: E402
+from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.shards import read_manifest  # noqa: E402
 from ray_cluster import LocalRay  # noqa: E402  (tests/ray_cluster.py)
 

@@ -34,7 +34,7 @@ from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter, SymbolLin
 from pipeline.clean import build_cleaning_steps, load_recipe  # noqa: E402
 from pipeline.clean.langid import OfflineFT176LID  # noqa: E402
 from pipeline.clean.languages import load_languages  # noqa: E402
-from pipeline.clean.warc import CheckedWarcReader  # noqa: E402
+from pipeline.read.warc import CheckedWarcReader  # noqa: E402
 
 DEFAULT_INPUT = REPO.parent / "shared" / "data" / "crawl" / "zh-web-A.warc.gz"
 

@@ -29,8 +29,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() e
 
 from bench_train import bench_config, interleaved_steps, make_random_shards  # noqa: E402
 from cluster.env import resolve_dist_env  # noqa: E402
-from model.data import TokenBatches  # noqa: E402
-from model.mixture_data import MixtureBatches, SourceSpec  # noqa: E402
+from model.data.batches import TokenBatches  # noqa: E402
+from model.data.mixture_batches import MixtureBatches, SourceSpec  # noqa: E402
 from model.train import Trainer  # noqa: E402
 
 WEIGHTS = {"web": 0.5, "wiki": 0.3, "code": 0.2}

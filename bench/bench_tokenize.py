@@ -1,7 +1,7 @@
 """Tokenization speed, side by side on the same documents: `python bench/bench_tokenize.py`.
 
   raw tiktoken    encoding.encode_ordinary_batch on batches of documents (no conversion, nothing written)
-  our step        pipeline.tokenize_step.TokenizeToStream fed datatrove Documents, writing its uint16 stream
+  our step        pipeline.tokens.tokenize_step.TokenizeToStream fed datatrove Documents, writing its uint16 stream
                   and per-document counts to a temporary folder (exactly what `prepare` runs in each task)
   build-nanogpt   fineweb.py's way: multiprocessing.Pool(cpu_count // 2) + encode_ordinary per document
                   + np.uint16 array per document + np.save of the shard
@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datatrove.data import Document  # noqa: E402
 
-from pipeline.corpora import sample_corpus_path  # noqa: E402
-from pipeline.tokenize_step import TokenizeToStream, batched, task_stream_paths  # noqa: E402
-from pipeline.tokenizer import get_encoding  # noqa: E402
+from pipeline.read.corpora import sample_corpus_path  # noqa: E402
+from pipeline.tokens.tokenize_step import TokenizeToStream, batched, task_stream_paths  # noqa: E402
+from pipeline.tokenizer.encodings import get_encoding  # noqa: E402
 
 BATCH = 1000  # documents per batch, as in TokenizeToStream
 # --quick: a few documents once, to check that the script still runs; the speeds it prints mean nothing.

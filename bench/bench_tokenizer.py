@@ -5,9 +5,9 @@
                 their training sample: English web (DCLM's Common Crawl documents), English Wikipedia (a seeded 10%
                 of the sample corpus), Chinese web (zh-web-A.warc.gz cleaned by `pipeline.clean`, language zh)
   patterns      the same at 32k for the GPT-2, GPT-4 and nanochat split patterns
-  trainers      rustbpe (what pipeline/bpe.py uses) against Hugging Face tokenizers' BpeTrainer on the same sample
+  trainers      rustbpe (what pipeline/tokenizer/train.py uses) against Hugging Face tokenizers' BpeTrainer on the same sample
                 and settings: seconds, how many tokens both learn, whether two runs give the same files
-  stage         tokens/s of the tokenize stage (pipeline.tokenize_step.TokenizeToStream, writing its stream) with
+  stage         tokens/s of the tokenize stage (pipeline.tokens.tokenize_step.TokenizeToStream, writing its stream) with
                 GPT-2 and with the trained 32k tokenizer, against tiktoken's parallel limit on the same cores:
                 N threads each running encode_ordinary over one contiguous block of the documents
 
@@ -34,10 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from datatrove.data import Document  # noqa: E402
 
-from pipeline.bpe import PATTERNS, TrainSettings, sample_documents, train_ranks, train_tokenizer  # noqa: E402
-from pipeline.corpora import sample_corpus_path  # noqa: E402
-from pipeline.tokenize_step import TokenizeToStream, task_stream_paths  # noqa: E402
-from pipeline.tokenizer import get_encoding  # noqa: E402
+from pipeline.tokenizer.train import PATTERNS, TrainSettings, sample_documents, train_ranks, train_tokenizer  # noqa: E402
+from pipeline.read.corpora import sample_corpus_path  # noqa: E402
+from pipeline.tokens.tokenize_step import TokenizeToStream, task_stream_paths  # noqa: E402
+from pipeline.tokenizer.encodings import get_encoding  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DATA_FILE = REPO / "docs" / "figures" / "data" / "tokenizer.json"
@@ -130,7 +130,7 @@ def train_folder(texts, vocab: int, pattern: str, work: Path):
 def hf_train_seconds(sample_texts: list[str], vocab: int, pattern: str) -> tuple[float, set[bytes]]:
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-    from pipeline.tokenizer_folder import bytes_to_unicode
+    from pipeline.tokenizer.folder import bytes_to_unicode
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([

@@ -34,7 +34,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() e
 
 from cluster.env import resolve_dist_env  # noqa: E402
 from model.config import load_config  # noqa: E402
-from model.data import TokenBatches  # noqa: E402
+from model.data.batches import TokenBatches  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.optim import build_optimizer, learning_rate  # noqa: E402
 from model.train import Trainer  # noqa: E402

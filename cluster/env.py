@@ -20,13 +20,18 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from pipeline.errors import GPTStackError
+from gptstack.errors import GPTStackError
 
 DEFAULT_MASTER_PORT = 29500
 # Ports derived from a Slurm job id fall in [SLURM_PORT_BASE, SLURM_PORT_BASE + SLURM_PORT_SPAN): above the
 # registered range and below the Linux ephemeral range (32768+), so the kernel never hands one out to a client.
 SLURM_PORT_BASE = 15000
 SLURM_PORT_SPAN = 15000
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which Slurm and taskset narrow), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class ClusterEnvError(GPTStackError):

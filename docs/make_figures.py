@@ -72,8 +72,8 @@ def next_token_table(run_dir: Path, top: int = 12) -> dict:
     """The demo model's next-token probabilities after PROMPT at each temperature (the top tokens at T=1)."""
     import torch
 
-    from model.weights import load_model
-    from pipeline.tokenizer import get_encoding
+    from model.checkpoint.weights import load_model
+    from pipeline.tokenizer.encodings import get_encoding
 
     enc, model = get_encoding("gpt2"), load_model(run_dir)
     idx = torch.tensor([enc.encode_ordinary(PROMPT)])

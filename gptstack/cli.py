@@ -19,13 +19,13 @@ PYTHON_M = {"clean": "pipeline.clean"}
 COMMANDS = {
     "prepare": ("pipeline.prepare", "tokenize a corpus into uint16 shards + manifest.json"),
     "clean": ("pipeline.clean.run", "clean WARC crawls or text into jsonl with a report, no tokenization"),
-    "tokenizer": ("pipeline.tokenizer_cli", "train a BPE tokenizer folder, or check and show one"),
+    "tokenizer": ("pipeline.tokenizer.cli", "train a BPE tokenizer folder, or check and show one"),
     "inspect": ("pipeline.inspect", "verify a shard folder's checksums and read its first tokens"),
     "adopt": ("pipeline.adopt", "write manifest.json for a folder of llm.c / modded-nanogpt shards"),
     "train": ("model.train", "pretrain a GPT on a shard folder with DeepSpeed ZeRO"),
     "sample": ("model.sample", "continue a prompt with a trained checkpoint"),
     "convert": ("model.convert", "convert weights to or from Hugging Face transformers' GPT-2"),
-    "checkpoint": ("model.checkpoint", "questions about a run's checkpoints (for job scripts)"),
+    "checkpoint": ("model.checkpoint.manager", "questions about a run's checkpoints (for job scripts)"),
 }
 
 

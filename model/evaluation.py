@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from model.config import ConfigError
-from pipeline.files import atomic_write
+from gptstack.files import atomic_write
 
 HELLASWAG_METRIC = "hellaswag_acc_token_norm"  # the metrics.jsonl key: what it is, not what it resembles
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"

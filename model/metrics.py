@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from pipeline.files import atomic_write
+from gptstack.files import atomic_write
 
 # Dense bf16 tensor-core peak of one GPU, in FLOP/s, from the vendors' data sheets (without sparsity).
 # Matched against torch.cuda.get_device_name() in order: the first key contained in the lower-cased name wins,

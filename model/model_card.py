@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from model.gpt import GPT
-from pipeline.files import atomic_write
+from gptstack.files import atomic_write
 
 GENERATION_CONFIG = "generation_config.json"
 MODEL_CARD = "README.md"

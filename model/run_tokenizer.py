@@ -13,15 +13,15 @@ import json
 import shutil
 from pathlib import Path
 
-from model.checkpoint import STATE_FILE, CheckpointError
-from pipeline.errors import GPTStackError
-from pipeline.tokenizer_folder import HF_CONFIG_FILE, HF_FILE, load_tokenizer_folder
-from pipeline.tokenizer_spec import (COPY_DIR, describe_tokenizer, looks_like_path, same_tokenizer,
+from model.checkpoint.layout import STATE_FILE, CheckpointError
+from gptstack.errors import GPTStackError
+from pipeline.tokenizer.folder import HF_CONFIG_FILE, HF_FILE, load_tokenizer_folder
+from pipeline.tokenizer.spec import (COPY_DIR, describe_tokenizer, looks_like_path, same_tokenizer,
                                      shard_folder_tokenizer, tokenizer_label)
 
 
 def first_data_dir(data_config) -> Path:
-    """The folder whose tokenizer a run uses (a mixture's sources all share one; model/mixture_data.py checks it)."""
+    """The folder whose tokenizer a run uses (a mixture's sources all share one; model/data/mixture_batches.py checks it)."""
     if data_config.dir:
         return Path(data_config.dir)
     first = data_config.sources[0]

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.errors import GPTStackError
+from gptstack.errors import GPTStackError
 
 LOCK_NAME = ".lock"
 

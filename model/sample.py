@@ -14,10 +14,10 @@ import torch
 
 from model.generate import generate_stream
 from model.run_tokenizer import weights_tokenizer
-from model.weights import load_model, resolve_checkpoint
-from pipeline.cli_args import ArgumentParser
-from pipeline.errors import GPTStackError, InputError, exit_with_error
-from pipeline.tokenizer import get_encoding
+from model.checkpoint.weights import load_model, resolve_checkpoint
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, InputError, exit_with_error
+from pipeline.tokenizer.encodings import get_encoding
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -30,16 +30,16 @@ from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, 
 from model.engine import build_engine, device, init_distributed, seed_everything
 from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
-from model.mixture_data import data_flag_values
+from model.data.mixture_batches import data_flag_values
 from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
-from model.training_data import TrainingData
-from pipeline.errors import GPTStackError, exit_with_error
-from pipeline.cli_args import ArgumentParser
-from pipeline.files import check_writable_dir
-from pipeline.tokenizer import get_encoding
-from pipeline.tokenizer_spec import looks_like_path
+from model.data.training_data import TrainingData
+from gptstack.errors import GPTStackError, exit_with_error
+from gptstack.cli_args import ArgumentParser
+from gptstack.files import check_writable_dir
+from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer.spec import looks_like_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,7 +106,7 @@ class Trainer:
     # ---- before any process group: everything that can be wrong with the input -----------------------------
     def _preflight(self, resume: str) -> None:
         c, env = self.config, self.env
-        # One folder or a mixture (model/training_data.py); a mixture of two tokenizers is refused here.
+        # One folder or a mixture (model/data/training_data.py); a mixture of two tokenizers is refused here.
         self.data = TrainingData(c.data, self.micro_batch, env.rank, env.world_size, c.eval.every > 0)
         self.train_batches, data_dir = self.data.train, self.data.describe()
         # The shards' tokenizer sizes the embedding; a config or checkpoint that disagrees is refused (one line).
@@ -115,7 +115,7 @@ class Trainer:
         if self.is_main and c.data.verify_checksums:
             self.data.verify()
         if self.is_main:  # ids the embedding has no row for would train on garbage or fail mid-run
-            from model.token_check import check_token_range
+            from model.data.token_check import check_token_range
             for folder in self.data.folders.values():
                 check_token_range(folder, self.gpt_config.vocab_size)
         self.data_fingerprint = self.data.fingerprint()
@@ -192,7 +192,7 @@ class Trainer:
                   f"({env.launcher}) on {self.device.type} | ZeRO-{c.train.zero_stage} {c.train.precision} | "
                   f"{batch_summary(c, env.world_size)} | {where}", flush=True)
             if env.world_size == 1:  # the README promises no server: say what gloo opens on loopback anyway
-                from model.ports import describe_listening
+                from cluster.ports import describe_listening
                 listening = describe_listening()
                 if listening:
                     print(listening, flush=True)

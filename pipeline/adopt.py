@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cli_args import ArgumentParser
-from pipeline.errors import GPTStackError, InputError, ShardError, exit_with_error
-from pipeline.files import check_writable_dir
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_error
+from gptstack.files import check_writable_dir
 from pipeline.shards import (HEADER_BYTES, MANIFEST_NAME, TOKEN_DTYPE, build_manifest, provenance, read_header,
                              shard_entry, write_manifest)
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 BLOCK_BYTES = 1 << 24  # read 16 MiB at a time: one pass for hash, id range and end-of-text count
 SPLIT_WORDS = {"val": "val", "valid": "val", "validation": "val", "train": "train"}

@@ -10,12 +10,12 @@ Exits with an `error:` line naming the file when a check fails.
 import argparse
 from pathlib import Path
 
-from pipeline.cli_args import ArgumentParser
-from pipeline.errors import GPTStackError, ShardError, exit_with_error
-from pipeline.readers import SKIP_REASONS
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.read.readers import SKIP_REASONS
 from pipeline.shards import file_sha256, open_shard, read_manifest
-from pipeline.tokenizer import get_encoding
-from pipeline.tokenizer_spec import shard_folder_tokenizer
+from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer.spec import shard_folder_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,20 +1,20 @@
 """Turn a corpus into verified uint16 token shards: `python -m pipeline.prepare --corpus sample`.
 
-    1. read      datatrove reader, bad records skipped and kept; + cleaning recipe    (pipeline/corpora.py, clean/)
+    1. read      datatrove reader, bad records skipped and kept; + cleaning recipe    (pipeline/read/corpora.py, clean/)
     2. dedup     exact, URL, MinHash                                                   (pipeline/dedup/)
                  (a recipe with `dedup.after: STEP` runs dedup right after that step, then its later steps as
                  a `filter` stage: FineWeb-2's order, language ID -> dedup -> quality filters)
-    3. shuffle   seeded, whole corpus                                                  (pipeline/shuffle.py)
-    4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)  (pipeline/tokenize_step.py,
+    3. shuffle   seeded, whole corpus                                                  (pipeline/tokens/shuffle.py)
+    4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)  (pipeline/tokens/tokenize_step.py,
                                                                                    prepare_tokenizer.py)
     5. pack      val_000000.bin, train_000001.bin, ...; then commit: shards renamed in,
-                 manifest.json last                                                    (pipeline/pack.py, shards.py)
+                 manifest.json last                                                    (pipeline/tokens/pack.py, shards.py)
 
-Steps 1-4 are each a run of the executor writing its own folder (pipeline/stages.py). Everything is first written
+Steps 1-4 are each a run of the executor writing its own folder (pipeline/runner/stages.py). Everything is first written
 inside OUTPUT/.prepare-work/; an earlier finished output in OUTPUT stays valid until the final commit, which only
 renames files. Interrupted? Run the same command again: finished stages and finished datatrove tasks are
 not redone. A different command or input refuses to mix with the unfinished work (`--restart` redoes what changed).
-Where the stages run (this machine, a Ray cluster, Slurm jobs) is `--executor` (pipeline/executors.py).
+Where the stages run (this machine, a Ray cluster, Slurm jobs) is `--executor` (pipeline/runner/executors.py).
 """
 import argparse
 import contextlib
@@ -26,30 +26,30 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
-from pipeline.corpora import SourceOptions, corpus_readers
+from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.clean.chain import CleaningPlan
 from pipeline.dedup import (DEDUP_FILTER_STAGE, DUPLICATES_FOLDER, DedupConfig, dedup_enabled, dedup_report,
                             dedup_stages, parse_dedup_section)
 from pipeline.dedup.steps import DedupFilter
-from pipeline.errors import GPTStackError, InputError, exit_with_error
-from pipeline.executors import (ExecutorFactory, ExecutorSettings, check_no_slurm_jobs_running, report_submitted,
+from gptstack.errors import GPTStackError, InputError, exit_with_error
+from pipeline.runner.executors import (ExecutorFactory, ExecutorSettings, check_no_slurm_jobs_running, report_submitted,
                                 size_tasks, tokenizer_threads)
-from pipeline.files import check_writable_dir
+from gptstack.files import check_writable_dir
 from pipeline.inspect import print_summary
-from pipeline.outputlock import OutputLock, describe_takeover
-from pipeline.pack import pack_shards
+from gptstack.folder_lock import OutputLock, describe_takeover
+from pipeline.tokens.pack import pack_shards
 from pipeline.prepare_args import WORK_FOLDER, parse_args
-from pipeline.progress import folder_bytes
-from pipeline.prepare_tokenizer import (manifest_tokenizer, plan_tokenizer, tokenizer_companion, tokenizer_fingerprint,
+from pipeline.runner.progress import folder_bytes
+from pipeline.tokenizer.plan import (manifest_tokenizer, plan_tokenizer, tokenizer_companion, tokenizer_fingerprint,
                                        train_on_shuffled)
-from pipeline.readers import SKIP_REASONS, LimitDocuments, count_skipped
+from pipeline.read.readers import SKIP_REASONS, LimitDocuments, count_skipped
 from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
-from pipeline.shuffle import shuffle_stages
-from pipeline.stages import Stage, StageReader, input_signature, run_stages, stage_writer
-from pipeline.tasklog import is_disk_full
-from pipeline.tokenize_step import TokenizeToStream
-from pipeline.tokenizer import check_fits_uint16, get_encoding
-from pipeline.tokenizer_spec import COPY_DIR
+from pipeline.tokens.shuffle import shuffle_stages
+from pipeline.runner.stages import Stage, StageReader, input_signature, run_stages, stage_writer
+from pipeline.runner.tasklog import is_disk_full
+from pipeline.tokens.tokenize_step import TokenizeToStream
+from pipeline.tokenizer.encodings import check_fits_uint16, get_encoding
+from pipeline.tokenizer.spec import COPY_DIR
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 
@@ -111,7 +111,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     check_no_slurm_jobs_running(work)
     check_writable_dir(output, "--output", InputError)  # the first thing written
     # One run per output folder, taken before anything in the work folder is read, reused or cleaned; a killed run's
-    # lock is free again (pipeline/outputlock.py).
+    # lock is free again (gptstack/folder_lock.py).
     lock = held.enter_context(OutputLock(output, work))
     if lock.took_over:
         print(describe_takeover(lock.took_over))

@@ -5,14 +5,14 @@ Kept apart from pipeline/prepare.py so that the orchestration there reads as its
 import argparse
 
 from pipeline.clean import add_cli_arguments
-from pipeline.cli_args import ArgumentParser
-from pipeline.corpora import CORPORA
+from gptstack.cli_args import ArgumentParser
+from pipeline.read.corpora import CORPORA
 from pipeline.dedup import add_dedup_arguments
-from pipeline.errors import InputError
-from pipeline.executors import MAX_DEFAULT_TASKS, add_executor_arguments
-from pipeline.pack import VAL_MAX_FRACTION
-from pipeline.prepare_tokenizer import add_tokenizer_arguments
-from pipeline.shuffle import add_shuffle_arguments
+from gptstack.errors import InputError
+from pipeline.runner.executors import MAX_DEFAULT_TASKS, add_executor_arguments
+from pipeline.tokens.pack import VAL_MAX_FRACTION
+from pipeline.tokenizer.plan import add_tokenizer_arguments
+from pipeline.tokens.shuffle import add_shuffle_arguments
 
 WORK_FOLDER = ".prepare-work"  # inside the output folder: everything is written here first, then committed
 
@@ -65,11 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"OUTPUT/{WORK_FOLDER}: redo what changed instead of refusing (without it, rerunning the "
                              "same command resumes, skipping the finished tasks)")
     add_cli_arguments(parser)  # --recipe, --languages (pipeline/clean)
-    add_tokenizer_arguments(parser)  # --tokenizer NAME|PATH|train, --vocab-size ... (pipeline/prepare_tokenizer.py)
-    add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/executors.py)
+    add_tokenizer_arguments(parser)  # --tokenizer NAME|PATH|train, --vocab-size ... (pipeline/tokenizer/plan.py)
+    add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/runner/executors.py)
     group = parser.add_argument_group("dedup and shuffle (see README 'Deduplication and shuffling')")
     add_dedup_arguments(group)  # --dedup (pipeline/dedup)
-    add_shuffle_arguments(group)  # --seed, --shuffle-buckets (pipeline/shuffle.py)
+    add_shuffle_arguments(group)  # --seed, --shuffle-buckets (pipeline/tokens/shuffle.py)
     args = parser.parse_args(argv)
     args.corpus = args.corpus or ("local" if args.input else "sample")
     for flag in ("shard_tokens", "workers", "tasks", "limit", "shuffle_buckets"):

@@ -6,7 +6,7 @@ A shard file is a 1024-byte header of 256 little-endian int32 followed by the to
 
 A shard folder holds `val_000000.bin`, `train_000001.bin`, `train_000002.bin`, ... and `manifest.json`, which is
 written last: a folder without a manifest is not a finished output. Every file is written atomically
-(pipeline/files.py), so a reader never sees half a file. This module owns the manifest too: `build_manifest` makes
+(gptstack/files.py), so a reader never sees half a file. This module owns the manifest too: `build_manifest` makes
 it from the shard entries, `read_manifest` reads and checks it, `commit_shard_folder` moves finished shards into a
 folder with the manifest last.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError, ShardError
-from pipeline.files import atomic_file, atomic_write
+from gptstack.errors import InputError, ShardError
+from gptstack.files import atomic_file, atomic_write
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1

@@ -85,7 +85,7 @@ forward_stop() {
 trap 'forward_stop USR1' USR1
 trap 'forward_stop TERM' TERM
 
-# The step of the checkpoint the next start resumes from (empty if none): model/checkpoint.py decides which
+# The step of the checkpoint the next start resumes from (empty if none): model/checkpoint/manager.py decides which
 # folders count, so this script and the trainer never disagree about it.
 latest_step() {
     python -m model.checkpoint latest --step "$RUN_DIR"

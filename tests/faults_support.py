@@ -132,7 +132,7 @@ def kill_tree(process: subprocess.Popen) -> None:
 
 def listening_tcp_ports(pid: int) -> list[tuple[str, int]]:
     """(address, port) of every TCP socket in LISTEN state that process `pid` holds open (from /proc)."""
-    from model.ports import listening_ports
+    from cluster.ports import listening_ports
 
     return listening_ports(pid)
 

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from model.data import TokenBatches
+from model.data.batches import TokenBatches
 from pipeline.shards import HEADER_BYTES, MANIFEST_NAME, file_sha256, open_shard, write_shard
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 
 @pytest.fixture(scope="module")

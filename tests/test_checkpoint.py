@@ -1,4 +1,4 @@
-"""The checkpoint layout's one owner (model/checkpoint.py): which step folders count, the latest one, the save
+"""The checkpoint layout's one owner (model/checkpoint/layout.py, manager.py): which step folders count, the latest one, the save
 schedule, and the `python -m model.checkpoint latest` answer that slurm/pretrain.sh reads."""
 import subprocess
 import sys
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from model.checkpoint import CheckpointManager, holds_weights, is_complete, latest, resolve_resume, step_dir_name
-from model.weights import resolve_checkpoint
+from model.checkpoint.layout import holds_weights, is_complete, latest, step_dir_name
+
+from model.checkpoint.manager import CheckpointManager, resolve_resume
+from model.checkpoint.weights import resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shards import open_shard, read_manifest, shard_paths
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline.clean.run import clean
-from pipeline.clean.warc import WARC_SUFFIXES, CheckedWarcReader
-from pipeline.corpora import expand_input
-from pipeline.errors import InputError
+from pipeline.read.warc import WARC_SUFFIXES, CheckedWarcReader
+from pipeline.read.corpora import expand_input
+from gptstack.errors import InputError
 
 
 def real_pages(shared_data, n):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.data import TokenBatches
-from pipeline.errors import ShardError
+from model.data.batches import TokenBatches
+from gptstack.errors import ShardError
 from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard
 
 SEQ_LEN = 16

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from pipeline.corpora import SourceOptions, corpus_readers
-from pipeline.executors import ExecutorSettings, size_tasks
+from pipeline.read.corpora import SourceOptions, corpus_readers
+from pipeline.runner.executors import ExecutorSettings, size_tasks
 from pipeline.prepare import main as prepare_main
 from pipeline.prepare import parse_args
-from pipeline.tokenize_step import usable_cpus
+from cluster.env import usable_cpus
 
 
 def sized(*argv, input_folder=None) -> tuple[int, int]:

@@ -269,7 +269,7 @@ def test_unknown_language_code_is_one_line(tmp_path, code, closest):
 
 # ---- 9: the validation split's cap ---------------------------------------------------------------------------------
 def test_one_huge_document_does_not_become_the_validation_split(tmp_path):
-    from pipeline.tokenizer import get_encoding
+    from pipeline.tokenizer.encodings import get_encoding
 
     small = documents(5)
     huge = " ".join(documents(300, start=100))  # one document of ~100k tokens among five small ones

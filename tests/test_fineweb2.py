@@ -12,13 +12,13 @@ from datatrove.utils.word_tokenizers import load_word_tokenizer
 
 from fineweb2_support import BIG5_MARK, ZH_WEB, planted_crawl, read_jsonl_gz
 from pipeline.clean import build_cleaning_steps, load_recipe
-from pipeline.clean.charsets import decode_page
+from pipeline.read.charsets import decode_page
 from pipeline.clean.languages import LanguageConfigError, load_languages, read_language_file
 from pipeline.clean.run import clean
 from pipeline.clean.words import SharedWordTokenizer
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 LANGUAGES = ["zh", "ja", "ko", "de", "fr", "es", "ru", "pt", "it", "ar", "vi"]
 FILTER_STEPS = ("gopher_repetition", "fineweb_quality", "gopher_quality")

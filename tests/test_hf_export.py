@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from model.config import load_config, save_config
 from model.gpt import GPT, GPTConfig
-from model.weights import save_weights
+from model.checkpoint.weights import save_weights
 from train_support import make_shards
 
 EOT = 50256

@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from model.checkpoint import CheckpointError
+from model.checkpoint.layout import CheckpointError
 from model.convert import export_to_hf, gpt_from_hf
 from model.gpt import GPT, GPTConfig
-from model.weights import load_model, save_weights
-from pipeline.tokenizer import get_encoding
+from model.checkpoint.weights import load_model, save_weights
+from pipeline.tokenizer.encodings import get_encoding
 
 VOCAB = 1000  # not a multiple of 64: the padded columns are exercised
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from model.mixture import BLOCK, MixtureError, MixtureSampler, MixtureSource
+from model.data.mixture import BLOCK, MixtureError, MixtureSampler, MixtureSource
 
 THREE = [MixtureSource("zh", 5_000, 0.6), MixtureSource("en", 70_000, 0.3), MixtureSource("code", 300, 0.1)]
 

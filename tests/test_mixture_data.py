@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.data import TokenBatches
-from model.mixture import MixtureError
-from model.mixture_data import (MixtureBatches, SourceSpec, check_one_tokenizer, parse_data_argument,
+from model.data.batches import TokenBatches
+from model.data.mixture import MixtureError
+from model.data.mixture_batches import (MixtureBatches, SourceSpec, check_one_tokenizer, parse_data_argument,
                                 source_specs)
-from pipeline.errors import ShardError
+from gptstack.errors import ShardError
 from pipeline.shards import build_manifest, file_sha256, shard_entry, write_manifest, write_shard
 
 SEQ_LEN = 16
@@ -167,7 +167,7 @@ def test_config_sources_from_a_file_the_command_line_and_set(tmp_path):
 
 def test_training_data_for_one_folder_and_for_a_mixture(specs):
     from model.config import DataSection
-    from model.training_data import TrainingData
+    from model.data.training_data import TrainingData
 
     sources = [{"name": s.name, "dir": s.dir, "weight": s.weight} for s in specs]
     mixture = TrainingData(DataSection(sources=sources, seq_len=SEQ_LEN), 4, 0, 1, with_validation=True)

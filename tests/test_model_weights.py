@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from model.gpt import GPT, GPTConfig
-from model.checkpoint import CheckpointError
-from model.weights import load_model, resolve_checkpoint, save_weights
+from model.checkpoint.layout import CheckpointError
+from model.checkpoint.weights import load_model, resolve_checkpoint, save_weights
 
 
 def tiny_model(seed: int = 0) -> GPT:

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline.corpora import sample_corpus_path
+from pipeline.read.corpora import sample_corpus_path
 from pipeline.inspect import main as inspect_main
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import open_shard, read_manifest, shard_paths
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 
 def decoded_documents(folder) -> list[str]:

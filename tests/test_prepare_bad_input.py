@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tiktoken
 
-from pipeline.errors import InputError
+from gptstack.errors import InputError
 from pipeline.shards import file_sha256, open_shard, read_manifest
-from pipeline.tokenizer import check_fits_uint16, get_encoding
+from pipeline.tokenizer.encodings import check_fits_uint16, get_encoding
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = ["First good document.", "Second good document, with ünïcode.", "Third one\nover two lines."]

@@ -14,8 +14,8 @@ from model.convert import gpt_from_hf
 from model.generate import apply_repetition_penalty, filter_top_k, filter_top_p, generate
 from model.gpt import GPT, GPTConfig
 from model.sample import write_text_stream
-from model.weights import save_weights
-from pipeline.tokenizer import get_encoding
+from model.checkpoint.weights import save_weights
+from pipeline.tokenizer.encodings import get_encoding
 
 VOCAB = 1000
 

@@ -7,11 +7,11 @@ import re
 
 import numpy as np
 
-from pipeline.corpora import sample_zh_corpus_path
+from pipeline.read.corpora import sample_zh_corpus_path
 from pipeline.prepare import main as prepare_main
-from pipeline.readers import SegmentedNewsReader, split_articles, untag_segmented_line
+from pipeline.read.readers import SegmentedNewsReader, split_articles, untag_segmented_line
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 TAG = re.compile(r"/[A-Za-z]{1,4}(?![A-Za-z])")
 SPACE_IN_CHINESE = re.compile(r"[\u4e00-\u9fff][ \t\u3000]+[\u4e00-\u9fff]")  # (paragraphs end in \n)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import ShardError
+from gptstack.errors import ShardError
 from pipeline.shards import (HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, build_manifest, file_sha256, open_shard,
                              provenance, read_manifest, shard_entry, shard_paths, write_manifest, write_shard)
 

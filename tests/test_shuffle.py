@@ -7,8 +7,8 @@ from datatrove.executor import LocalPipelineExecutor
 
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import read_manifest
-from pipeline.shuffle import shuffle_stages
-from pipeline.stages import StageMismatchError, StageReader, run_stages, stage_writer
+from pipeline.tokens.shuffle import shuffle_stages
+from pipeline.runner.stages import StageMismatchError, StageReader, run_stages, stage_writer
 from tests.test_prepare import decoded_documents
 
 

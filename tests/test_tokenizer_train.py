@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bpe import TrainSettings, sample_documents, train_tokenizer
-from pipeline.corpora import sample_corpus_path
-from pipeline.errors import InputError
-from pipeline.tokenizer_cli import main as tokenizer_main
-from pipeline.tokenizer_folder import (EOT, HF_FILE, META_FILE, RANKS_FILE, SPECIAL_TOKENS, load_tokenizer_folder)
+from pipeline.tokenizer.train import TrainSettings, sample_documents, train_tokenizer
+from pipeline.read.corpora import sample_corpus_path
+from gptstack.errors import InputError
+from pipeline.tokenizer.cli import main as tokenizer_main
+from pipeline.tokenizer.folder import (EOT, HF_FILE, META_FILE, RANKS_FILE, SPECIAL_TOKENS, load_tokenizer_folder)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB = 2048
@@ -125,7 +125,7 @@ def test_tiktoken_and_hugging_face_give_the_same_ids_on_heldout_text(trained, he
 
 
 def test_chinese_compresses_better_than_gpt2(trained, heldout):
-    from pipeline.tokenizer import get_encoding
+    from pipeline.tokenizer.encodings import get_encoding
 
     gpt2, ours = get_encoding("gpt2"), trained.encoding()
     text = "".join(heldout["chinese reviews"])

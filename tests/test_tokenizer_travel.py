@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from model.bits_per_byte import token_byte_lengths
-from pipeline.block_encoder import encode_stream
+from pipeline.tokens.block_encoder import encode_stream
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer import get_encoding
-from pipeline.tokenizer_folder import load_tokenizer_folder
+from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer.folder import load_tokenizer_folder
 
 from train_support import REPO_ROOT, TINY, make_shards, read_metrics, run_train
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.data import TokenBatches
+from model.data.batches import TokenBatches
 from model.config import ConfigError, TrainConfig, load_config
 from model.engine import deepspeed_config
 from model.gpt import GPT
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.train import Trainer
-from model.weights import load_model
+from model.checkpoint.weights import load_model
 from cluster.env import resolve_dist_env
 from train_support import REPO_ROOT, TINY, make_shards, read_metrics, run_train, train_env
 
@@ -120,7 +120,7 @@ def test_run_writes_metrics_plot_config_and_checkpoints(trained):
 
 
 def test_checkpoint_weights_load_with_model_weights(trained, shards):
-    model = load_model(trained)  # model.weights resolves the run folder to its latest checkpoint
+    model = load_model(trained)  # model.checkpoint.weights resolves the run folder to its latest checkpoint
     assert model.config.n_embd == 64 and model.config.block_size == 64
     # The consolidated fp32 weights are exactly the trained ones: they reproduce the logged validation loss
     # (2 micro-batches of 4 sequences from the start of the val stream).

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.mixture import MixtureSampler, MixtureSource
+from model.data.mixture import MixtureSampler, MixtureSource
 from pipeline.shards import build_manifest, file_sha256, shard_entry, shard_name, write_manifest, write_shard
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 from train_support import (REPO_ROOT, SHARED_TEXT, TINY, descendants, read_metrics, run_train, step_losses,
                            train_command, train_env)
 

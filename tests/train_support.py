@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard
-from pipeline.tokenizer import get_encoding
+from pipeline.tokenizer.encodings import get_encoding
 
 from loopback_netns import shared_netns
 

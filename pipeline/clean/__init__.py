@@ -20,7 +20,7 @@ from pipeline.clean.chain import (RECIPE_BY_CORPUS, CleaningPlan, add_cli_argume
                                   configure_html_readers, is_html_reader, parse_languages, recipe_for)
 from pipeline.clean.recipe import Recipe, RecipeError, load_recipe
 from pipeline.clean.report import write_report
-from pipeline.clean.warc import CheckedWarcReader
+from pipeline.read.warc import CheckedWarcReader
 
 __all__ = ["add_cli_arguments", "build_cleaning_steps", "CleaningPlan", "configure_html_readers", "is_html_reader",
            "parse_languages", "recipe_for", "load_recipe", "Recipe", "RecipeError", "write_report",

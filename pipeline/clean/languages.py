@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 import configs
-from pipeline.errors import GPTStackError
+from gptstack.errors import GPTStackError
 
 FINEWEB2_DIR = configs.path("fineweb2")  # packaged with the code (configs/__init__.py)
 DEFAULT_MIN_LANGUAGE_SCORE = 0.65  # FineWeb's lid.176 threshold; see configs/fineweb2/README.md

@@ -1,7 +1,7 @@
 """Cleaning recipes: YAML files that list the cleaning steps, in order, with their parameters.
 
     name: fineweb
-    warc: {trust_http_content_type: true}      # how WARC records become documents (see pipeline/clean/warc.py)
+    warc: {trust_http_content_type: true}      # how WARC records become documents (see pipeline/read/warc.py)
     steps:
       - step: url_filter                       # a name from pipeline.clean.steps.STEP_CLASSES
       - step: gopher_quality
@@ -21,7 +21,7 @@ from pathlib import Path
 import configs
 from pipeline.clean.multilingual import PER_LANGUAGE_STEPS, PER_LANGUAGE_VALUES
 from pipeline.clean.steps import STEP_CLASSES, step_parameters
-from pipeline.errors import GPTStackError
+from gptstack.errors import GPTStackError
 
 RECIPES_DIR = configs.path("recipes")  # packaged with the code (configs/__init__.py), so a wheel finds them too
 

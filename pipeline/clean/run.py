@@ -23,13 +23,13 @@ from datatrove.pipeline.writers import JsonlWriter
 from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
                                   recipe_for)
 from pipeline.clean.report import write_report
-from pipeline.corpora import SourceOptions, corpus_of_files, corpus_readers
-from pipeline.cli_args import ArgumentParser
-from pipeline.errors import GPTStackError, InputError, exit_with_error
-from pipeline.executors import ExecutorFactory, ExecutorSettings, size_tasks
-from pipeline.files import check_writable_dir
-from pipeline.readers import SKIP_REASONS, LimitDocuments, count_skipped
-from pipeline.stages import Stage, input_signature, run_stages
+from pipeline.read.corpora import SourceOptions, corpus_of_files, corpus_readers
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, InputError, exit_with_error
+from pipeline.runner.executors import ExecutorFactory, ExecutorSettings, size_tasks
+from gptstack.files import check_writable_dir
+from pipeline.read.readers import SKIP_REASONS, LimitDocuments, count_skipped
+from pipeline.runner.stages import Stage, input_signature, run_stages
 
 STAGE = "clean"
 REPORT_FILES = ("report.json", "report.md", "report.png")  # report.json last: its presence means "finished"

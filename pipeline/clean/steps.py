@@ -24,7 +24,7 @@ from datatrove.utils.typeshelper import StatHints
 
 from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
 from pipeline.clean.langid import OfflineLanguageFilter
-from pipeline.files import atomic_write
+from gptstack.files import atomic_write
 
 
 class TokenCounter:
@@ -38,7 +38,7 @@ class TokenCounter:
 
     def __call__(self, text: str) -> int:
         if self._encoding is None:
-            from pipeline.tokenizer import get_encoding
+            from pipeline.tokenizer.encodings import get_encoding
 
             self._encoding = get_encoding(self.tokenizer)
         return len(self._encoding.encode_ordinary(text))
@@ -369,6 +369,3 @@ def step_parameters(step: str) -> set[str]:
                       if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
     return names - set(RESERVED_PARAMS)
 
-
-def exclusion_writer(folder: str) -> JsonlWriter:
-    return JsonlWriter(folder, output_filename="${rank}.jsonl.gz", compression="gzip")

@@ -21,7 +21,7 @@ from pipeline.dedup.config import (ALREADY_DEDUPLICATED_CORPORA, DedupConfig, de
                                    parse_dedup_section)
 from pipeline.dedup.steps import (REASONS, ContentSignatures, DedupClusters, DedupFilter, DocumentIds,
                                   read_summary)
-from pipeline.stages import SplitByRank, Stage, StageReader, stage_record, stage_writer
+from pipeline.runner.stages import SplitByRank, Stage, StageReader, stage_record, stage_writer
 
 DEDUP_FILTER_STAGE = "dedup-filter"
 DUPLICATES_FOLDER = "duplicates"  # in the output folder: every removed document, with the id of the one kept

@@ -23,7 +23,7 @@ were deduplicated when they were made (fineweb, fineweb-edu).
 """
 from dataclasses import asdict, dataclass, fields
 
-from pipeline.errors import InputError
+from gptstack.errors import InputError
 
 ALREADY_DEDUPLICATED_CORPORA = ("fineweb", "fineweb-edu")
 

@@ -30,7 +30,7 @@ from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 
 from pipeline.clean.steps import count_by_language
-from pipeline.files import atomic_file, atomic_write
+from gptstack.files import atomic_file, atomic_write
 
 # Reasons, in the order their pairs are merged: a document's reason is the first kind of match that joined it.
 REASONS = ("exact", "url", "near")

@@ -1,0 +1,160 @@
+"""Where a checkpoint's parts are and which checkpoint counts: the names and predicates every other part reads.
+
+A checkpoint is one folder, RUN_DIR/checkpoints/step_000200/ (model/checkpoint/manager.py writes it):
+
+    deepspeed/              DeepSpeed's own checkpoint (module, ZeRO-partitioned fp32 master weights, AdamW
+                            moments, LR scheduler, its step counters), one optimizer file per rank
+    rng/rank_00000.pt       each rank's RNG states (python, numpy, torch CPU, accelerator)
+    model/                  consolidated fp32 weights + config.json (model.checkpoint.weights.save_weights): what
+                            model.sample and model.convert read
+    trainer_state.json      step, data-loader position (world-size free), world size, ZeRO stage, model shape
+    checkpoint_files.json   every file with its size, written last before the commit (`verify`)
+    universal/              only after a resume on another rank count: DeepSpeed's universal checkpoint
+
+Which checkpoint counts: a folder named step_N (never one ending in .tmp) inside RUN_DIR/checkpoints/. Its two
+readers need different parts of it, so there are two predicates over the one layout: the trainer resumes only
+from a *complete* checkpoint (`is_complete`: trainer_state.json, deepspeed/ and model/), while model.sample and
+model.convert need just its weights (`holds_weights`: model/model.safetensors). `latest()` answers both, and
+`python -m model.checkpoint latest RUN_DIR` answers slurm/pretrain.sh, so no two of them can disagree about the
+latest step. This module imports nothing heavier than the standard library, so every reader may import it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from gptstack.errors import GPTStackError
+
+CHECKPOINTS_DIR = "checkpoints"
+STEP_DIR = re.compile(r"^step_(\d+)$")  # step_000200; a name ending in .tmp is never a finished checkpoint
+MODEL_DIR = "model"  # a weights folder (model.checkpoint.weights): what model.sample and model.convert read
+WEIGHTS_FILE = "model.safetensors"  # inside MODEL_DIR, beside config.json
+STATE_FILE = "trainer_state.json"
+DEEPSPEED_TAG = "deepspeed"
+UNIVERSAL_TAG = "universal"
+RNG_DIR = "rng"
+# Fields of GPTConfig that decide the shapes of the weights; the others (dropout, activation checkpointing)
+# may change between runs.
+SHAPE_FIELDS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "vocab_multiple")
+
+
+class CheckpointError(GPTStackError):
+    """A checkpoint path that is missing, incomplete, corrupt or does not fit its config."""
+
+
+# ---- the layout: which folders are checkpoints, which is the latest ------------------------------------------
+def step_dir_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def step_number(path: Path) -> int | None:
+    """N of a folder named step_N, else None (a .tmp folder, anything else)."""
+    match = STEP_DIR.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def holds_weights(path: Path) -> bool:
+    """A committed checkpoint whose model/ weights can be read (enough for model.sample and model.convert)."""
+    return step_number(path) is not None and (path / MODEL_DIR / WEIGHTS_FILE).is_file()
+
+
+def is_complete(path: Path) -> bool:
+    """A committed checkpoint holding everything written before the commit (enough to resume training)."""
+    return holds_weights(path) and (path / STATE_FILE).is_file() and (path / DEEPSPEED_TAG).is_dir()
+
+
+def checkpoints_dir(folder: Path) -> Path:
+    """Where a folder's step_N folders are: RUN_DIR/checkpoints for a run folder, else the folder itself."""
+    inner = Path(folder) / CHECKPOINTS_DIR
+    return inner if inner.is_dir() else Path(folder)
+
+
+def holds_steps(folder: Path) -> bool:
+    """The folder is a checkpoints folder: it holds step_N folders, finished or not."""
+    return any(step_number(p) is not None for p in folder.iterdir())
+
+
+def committed(folder: Path, accept: Callable[[Path], bool] = is_complete) -> list[Path]:
+    """The checkpoints of a run folder (or of its checkpoints/ folder) that `accept` takes, oldest first."""
+    folder = checkpoints_dir(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if accept(p)), key=step_number)
+
+
+def latest(folder: Path, accept: Callable[[Path], bool] = is_complete) -> Path | None:
+    """The newest checkpoint of a run folder (or of its checkpoints/ folder) that `accept` takes, or None."""
+    found = committed(folder, accept)
+    return found[-1] if found else None
+
+
+def estimated_checkpoint_bytes(num_parameters: int) -> int:
+    """fp32 weights + Adam moments in the DeepSpeed checkpoint, plus the consolidated fp32 model/ copy."""
+    return num_parameters * 4 * (3 + 1 + 1)  # master + 2 moments, the module copy, model/model.safetensors
+
+
+FILES_LIST = "checkpoint_files.json"  # every file of the checkpoint with its size, written last before the commit
+
+
+def list_files(checkpoint: Path) -> dict[str, int]:
+    """Relative path -> size in bytes of every file below `checkpoint` (the list itself and universal/ left out:
+    universal/ is added later, by a resume on another rank count)."""
+    return {str(p.relative_to(checkpoint)): p.stat().st_size for p in sorted(checkpoint.rglob("*"))
+            if p.is_file() and p.name != FILES_LIST and p.relative_to(checkpoint).parts[0] != UNIVERSAL_TAG}
+
+
+def verify(checkpoint: Path) -> str | None:
+    """What is wrong with a committed checkpoint's files (missing, truncated, grown), or None when every file
+    listed at its commit is there with its size. Checkpoints written before the list existed are taken as they are."""
+    path = checkpoint / FILES_LIST
+    if not path.is_file():
+        return None
+    try:
+        listed = json.loads(path.read_text())["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        return f"{path} cannot be read ({type(e).__name__})"
+    for name, size in listed.items():
+        file = checkpoint / name
+        if not file.is_file():
+            return f"{file} is missing"
+        actual = file.stat().st_size
+        if actual != size:
+            return f"{file} is {actual:,} bytes, {size:,} when it was saved ({'truncated' if actual < size else 'changed'})"
+    return None
+
+
+def newest_verified(run_dir: Path, say: Callable[[str], None] | None = print) -> Path | None:
+    """The newest complete checkpoint whose files verify; each newer one that does not is skipped, and `say`s so.
+    None when there is no checkpoint; a CheckpointError when there are some but none verifies."""
+    found = committed(run_dir)
+    for checkpoint in reversed(found):
+        problem = verify(checkpoint)
+        if problem is None:
+            return checkpoint
+        if say:
+            say(f"warning: checkpoint {checkpoint} skipped: {problem}")
+    if found:
+        raise CheckpointError(f"run folder {run_dir}: none of its {len(found)} checkpoint(s) verifies "
+                              f"(newest {found[-1].name}); see the warnings above, or --resume none in a new --run-dir")
+    return None
+
+
+def remove_unfinished_saves(run_dir: Path) -> None:
+    """Delete *.tmp folders that a save (or a deletion) cut short left in RUN_DIR/checkpoints (rank 0, at start,
+    under the run folder's lock and before the free-space check: an unfinished save is space to win back)."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.endswith(".tmp"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def read_trainer_state(checkpoint: Path) -> dict:
+    path = checkpoint / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None

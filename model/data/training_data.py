@@ -1,0 +1,143 @@
+"""What the trainer reads: one shard folder (`data.dir`) or a weighted mixture of several (`data.sources`).
+
+`TrainingData` gives the trainer one object for both: the training batches (TokenBatches or MixtureBatches: same
+interface), the validation split of every source, the shard checks, the fingerprint a checkpoint records, the
+resume of the loader position, and the per-source figures (tokens and epochs so far, validation loss per source)
+that metrics.jsonl, TensorBoard and the final summary report. One folder behaves, and checkpoints, exactly as
+before mixtures existed.
+
+Validation of a mixture: each source's own val split is evaluated (keys `val_loss.NAME`, and `val_bpb.NAME` when
+the trainer computes bits per byte), and the mixture's `val_loss` is their mean weighted by the current mix: the
+loss a validation set drawn in the training proportions would have (for bits per byte the weighting is by
+tokens, an approximation when the sources' bytes per token differ). A weight-0 source is still evaluated and
+reported, but does not count in the mixture's figure.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+from model.data.batches import TokenBatches
+from model.data.mixture_batches import MixtureBatches, check_one_tokenizer, source_specs
+from gptstack.errors import ShardError
+from pipeline.shards import file_sha256, read_manifest
+
+
+def verify_shards(data_dir: Path) -> None:
+    """Every shard listed in manifest.json must exist and match its sha256 (catches corruption early)."""
+    from tqdm import tqdm
+    manifest = read_manifest(data_dir)
+    for entry in tqdm(manifest["shards"], desc="verifying shards", unit="shard", leave=False):
+        path = data_dir / entry["file"]
+        if not path.is_file():
+            raise ShardError(f"{path}: listed in manifest.json but missing")
+        if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+            raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """A digest of the shard list and checksums in manifest.json: which token stream a checkpoint belongs to."""
+    shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in read_manifest(data_dir)["shards"]]
+    return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
+
+
+class TrainingData:
+    """The training stream and validation splits of one run on one rank."""
+
+    def __init__(self, data_config, micro_batch: int, rank: int, world_size: int, with_validation: bool):
+        d = data_config
+        self.is_mixture = bool(d.sources)
+        if self.is_mixture:
+            self.specs = source_specs(d.sources)
+            self.manifest = check_one_tokenizer(self.specs)  # before anything else reads a folder
+            self.folders = {spec.name: Path(spec.dir) for spec in self.specs}
+            self.train = MixtureBatches(self.specs, "train", micro_batch, d.seq_len, rank, world_size,
+                                        seed=d.seed, shuffle=d.shuffle)
+        else:
+            self.folders = {None: Path(d.dir)}
+            self.train = TokenBatches(Path(d.dir), "train", micro_batch, d.seq_len, rank, world_size,
+                                      seed=d.seed, shuffle=d.shuffle)
+            self.manifest = self.train.manifest
+        self.val = {}
+        if with_validation:
+            self.val = {name: TokenBatches(folder, "val", micro_batch, d.seq_len, rank, world_size, seed=d.seed,
+                                           shuffle=False) for name, folder in self.folders.items()}
+
+    def describe(self) -> str:
+        """The folder, or the mixture's folders, for messages."""
+        if not self.is_mixture:
+            return str(self.folders[None])
+        return ", ".join(f"{name}={folder}" for name, folder in self.folders.items())
+
+    def verify(self) -> None:
+        for folder in self.folders.values():
+            verify_shards(folder)
+
+    def fingerprint(self) -> str:
+        if not self.is_mixture:
+            return data_fingerprint(self.folders[None])
+        joined = ",".join(f"{name}:{data_fingerprint(folder)}" for name, folder in sorted(self.folders.items()))
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def resume(self, loader_state: dict) -> str | None:
+        """Continue the saved loader position; a message when a mixture's weights or sources changed."""
+        if not self.is_mixture:
+            if "mixture" in loader_state:
+                raise ShardError(f"{self.folders[None]}: the checkpoint was trained on a mixture (data.sources "
+                                 f"{', '.join(loader_state['mixture']['sources'])}); continue it with data.sources")
+            self.train.load_state_dict(loader_state)
+            return None
+        if not self.train.load_state_dict(loader_state):
+            return None
+        saved = loader_state["mixture"]["sources"]
+        was = ", ".join(f"{name} {s['weight']:.3g}" for name, s in saved.items())
+        now = ", ".join(f"{name} {weight:.3g}" for name, weight in self.train.sampler.fractions.items())
+        return (f"mixture changed at sample {loader_state['samples_consumed']}: was {was}; now {now} "
+                f"(each source continues where it stopped)")
+
+    def weights(self) -> dict[str, float]:
+        return dict(self.train.sampler.fractions) if self.is_mixture else {}
+
+    def plan(self, total_tokens: int) -> str | None:
+        """Per source: its share of the run's tokens and how many epochs of its training split that is."""
+        if not self.is_mixture:
+            return None
+        parts = []
+        for name, weight in self.weights().items():
+            windows = int(self.train.sampler.windows[self.train.names.index(name)])
+            epochs = weight * total_tokens / (windows * self.train.seq_len)
+            parts.append(f"{name} {weight:.1%} = {weight * total_tokens:,.0f} tokens = {epochs:.2f} epochs")
+        return "mixture over the run: " + "; ".join(parts)
+
+    def progress(self) -> dict:
+        """`tokens.NAME` (tokens trained on so far) and `epochs.NAME` per source; empty for one folder."""
+        if not self.is_mixture:
+            return {}
+        record = {}
+        for name, figures in self.train.progress().items():
+            record[f"tokens.{name}"] = figures["tokens"]
+            record[f"epochs.{name}"] = figures["epochs"]
+        return record
+
+    def summary(self) -> str | None:
+        if not self.is_mixture:
+            return None
+        return "mixture read: " + "; ".join(f"{name} {figures['tokens']:,} tokens ({figures['epochs']:.2f} epochs)"
+                                            for name, figures in self.train.progress().items())
+
+    def validate(self, evaluate: Callable[[TokenBatches], dict]) -> dict:
+        """`evaluate(val_batches) -> {"val_loss": ..., ...}` on every source; for a mixture each key per source
+        (`val_loss.NAME`) and the weighted mixture under the plain key."""
+        if not self.val:
+            return {}
+        if not self.is_mixture:
+            return evaluate(self.val[None])
+        per_source = {name: evaluate(batches) for name, batches in self.val.items()}
+        weights = self.weights()
+        record = {}
+        for key in next(iter(per_source.values())):
+            record[key] = sum(weights[name] * figures[key] for name, figures in per_source.items() if weights[name])
+        for name, figures in per_source.items():
+            record.update({f"{key}.{name}": value for key, value in figures.items()})
+        return record
