@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SHARED_DATA
+
 # DeepSpeed picks its accelerator at import time; on a machine without a GPU it must be told.
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +20,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    """A real two-node Slurm on loopback (tests/slurm_cluster.py), shared by the tests that submit jobs."""
-    from slurm_cluster import LocalSlurm
+    """A real two-node Slurm on loopback (tests/support/slurm_cluster.py), shared by the tests that submit jobs."""
+    from tests.support.slurm_cluster import LocalSlurm
 
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), nodes=2)
     cluster.start()

@@ -1,0 +1,145 @@
+"""A tokenizer trained by `pipeline.prepare --tokenizer train` travels: shards -> model.train -> checkpoint ->
+model.sample and model.convert --to-hf, with no flag; anything that mixes tokenizers is refused in one line.
+
+Real components: prepare on the sample corpus (datatrove, rustbpe, tiktoken), DeepSpeed on the CPU over gloo,
+transformers for the export. Plus the two pieces under it: the block encoder of the tokenize stage (the same ids as
+tiktoken's encode_ordinary) and the byte counts behind val_bpb.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.bits_per_byte import token_byte_lengths
+from pipeline.tokens.block_encoder import encode_stream
+from pipeline.shards import open_shard, read_manifest
+from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer.folder import load_tokenizer_folder
+
+from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train
+
+VOCAB = 1024
+
+
+def run(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def error_line(result) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared") / "wiki-bpe"
+    result = run("-m", "pipeline.prepare", "--corpus", "sample", "--limit", "1500", "--no-dedup", "--output", out,
+                 "--tokenizer", "train", "--vocab-size", VOCAB, "--shard-tokens", "100000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_prepare_trains_records_and_keeps_the_tokenizer(shards):
+    manifest = read_manifest(shards)
+    copy = load_tokenizer_folder(shards / "tokenizer")  # verified: every sha256 matches
+    assert manifest["vocab_size"] == VOCAB == copy.vocab_size
+    assert manifest["eot_token"] == copy.eot_token and manifest["tokenizer_sha256"] == copy.sha256
+    assert copy.meta["training"]["documents"] == 1500  # trained on this run's documents
+    tokens = np.concatenate([open_shard(shards / entry["file"]) for entry in manifest["shards"]])
+    assert tokens.max() < VOCAB and (tokens == copy.eot_token).sum() == manifest["totals"]["documents"]
+    inspected = run("-m", "pipeline.inspect", shards)
+    assert inspected.returncode == 0 and "<|endoftext|>" in inspected.stdout
+
+
+def test_prepare_reuses_a_tokenizer_folder(shards, tmp_path):
+    out = tmp_path / "again"
+    result = run("-m", "pipeline.prepare", "--corpus", "sample", "--limit", "200", "--no-dedup", "--output", out,
+                 "--tokenizer", shards / "tokenizer")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_manifest(out)["tokenizer_sha256"] == read_manifest(shards)["tokenizer_sha256"]
+    assert load_tokenizer_folder(out / "tokenizer").sha256 == read_manifest(shards)["tokenizer_sha256"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--tokenizer", "pipeline"], "not a tokenizer folder"),
+    (["--tokenizer", "./no/such/folder"], "no such folder"),
+    (["--tokenizer", "train"], "needs --vocab-size"),
+    (["--tokenizer", "train", "--vocab-size", "70000"], "65,536"),
+    (["--vocab-size", "4096"], "applies only to --tokenizer train"),
+])
+def test_prepare_refuses_bad_tokenizer_options_in_one_line(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    assert fragment in error_line(run("-m", "pipeline.prepare", "--output", out, *args))
+    assert not out.exists()
+
+
+def test_train_sample_and_export_use_the_tokenizer_without_a_flag(shards, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(1, [*TINY, "--data", str(shards), "--run-dir", str(run_dir), "--max-steps", "4",
+                           "--set", "eval.every=2", "--set", "checkpoint.every=4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluations = [r for r in read_metrics(run_dir) if "val_loss" in r]
+    assert evaluations and all(0 < r["val_bpb"] < 20 for r in evaluations)
+    # bits per byte = nats per token / ln 2 / bytes per token, roughly (special tokens aside)
+    state = json.loads(next(run_dir.glob("checkpoints/step_*/trainer_state.json")).read_text())
+    assert state["model"]["vocab_size"] == VOCAB and state["tokenizer"]["vocab_size"] == VOCAB
+    assert load_tokenizer_folder(run_dir / "checkpoints" / "step_000004" / "model" / "tokenizer").vocab_size == VOCAB
+
+    prompt = "The history of the"
+    sampled = run("-m", "model.sample", "--checkpoint", run_dir, "--prompt", prompt, "--temperature", "0",
+                  "--max-new-tokens", "12")
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    hf = tmp_path / "hf"
+    converted = run("-m", "model.convert", "--checkpoint", run_dir, "--to-hf", hf)
+    assert converted.returncode == 0, converted.stderr[-2000:]
+
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    model = GPT2LMHeadModel.from_pretrained(hf).eval()
+    assert tokenizer.eos_token_id == model.config.eos_token_id == VOCAB - 8
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    assert ids[0].tolist() == get_encoding(str(shards / "tokenizer")).encode_ordinary(prompt)
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert tokenizer.decode(out[0]) == sampled.stdout.rstrip("\n")
+
+    # the same run folder on GPT-2 shards: the checkpoint's ids mean other text
+    gpt2 = make_shards(tmp_path / "gpt2")
+    resumed = run_train(1, [*TINY, "--data", str(gpt2), "--run-dir", str(run_dir), "--max-steps", "6"])
+    line = error_line(resumed)
+    assert "was trained with tokenizer" in line and "gpt2" in line
+
+
+def test_config_with_another_vocabulary_is_refused(shards, tmp_path):
+    result = run_train(1, [*TINY, "--data", str(shards), "--run-dir", str(tmp_path / "run"),
+                           "--set", "model.vocab_size=50257"])
+    line = error_line(result)
+    assert "1,024 tokens" in line and "model.vocab_size=50,257" in line
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_block_encoder_gives_tiktokens_ids_in_order(threads):
+    encoding = get_encoding("gpt2")
+    texts = ["Hello world", "", "a <|endoftext|> b", "中文分词 \ud800 lone surrogate", "word " * 3000] * 40
+    blocks = list(encode_stream(encoding, iter(texts), threads, block_chars=1000))
+    tokens = np.concatenate([b[0] for b in blocks])
+    lengths = np.concatenate([b[1] for b in blocks])
+    expected = [ids + [encoding.eot_token] for ids in map(encoding.encode_ordinary, texts)]
+    assert lengths.tolist() == [len(e) for e in expected]
+    assert tokens.dtype == np.uint16 and tokens.tolist() == [t for e in expected for t in e]
+
+
+def test_token_bytes_add_up_to_the_text():
+    encoding = get_encoding("gpt2")
+    lengths = token_byte_lengths(encoding, 50304)
+    text = "Bits per byte: 每个字节多少比特 🙂"
+    assert int(lengths[encoding.encode_ordinary(text)].sum()) == len(text.encode())
+    assert lengths[encoding.eot_token] == 0 and lengths[50257:].sum() == 0  # specials and padding are not text
