@@ -1,13 +1,26 @@
-"""Shared pytest fixtures: where the real test data lives and a CPU-only DeepSpeed."""
+"""Shared pytest fixtures: where the real test data lives, a CPU-only DeepSpeed, and the two tiers.
+
+tests/unit/ is the fast tier (in-process, seconds each: `bash scripts/test.sh --fast`); tests/integration/ runs real
+launchers, clusters and prepares. Each test is marked after its folder, `fast` or `slow`, so `-m fast` selects the same.
+"""
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.support import SHARED_DATA
+from tests.support import REPO_ROOT, SHARED_DATA
 
 # DeepSpeed picks its accelerator at import time; on a machine without a GPU it must be told.
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+TIERS = {"unit": "fast", "integration": "slow"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.relative_to(REPO_ROOT / "tests").parts
+        if parts[0] in TIERS:
+            item.add_marker(TIERS[parts[0]])
 
 
 @pytest.fixture(scope="session")
