@@ -1,9 +1,8 @@
 """Every command line speaks alike: `gptstack COMMAND` runs the same main() as `python -m MODULE`, `--version` on
-each, `--help` shows defaults and examples, and a bad value is one `error:` line (exit 2), never a usage block."""
+each, `--help` shows defaults and examples, and a bad value is one `error:` line (exit 2), never a usage block.
+`python -m gptstack` as its own process: tests/integration/gptstack/test_entry_point.py."""
 import importlib
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -58,10 +57,3 @@ def test_one_name_for_the_shard_folder_and_our_checkpoint():
 
     assert prepare_args(["--data", "data/x"]).output == "data/x" == prepare_args(["--output", "data/x"]).output
     assert inspect_args(["--data", "data/x"]).directory == "data/x" == inspect_args(["data/x"]).directory
-
-
-def test_gptstack_console_script_and_unknown_command():
-    script = subprocess.run([sys.executable, "-m", "gptstack", "--version"], capture_output=True, text=True)
-    assert script.returncode == 0 and script.stdout == f"gptstack {__version__}\n"
-    unknown = subprocess.run([sys.executable, "-m", "gptstack", "pretrain"], capture_output=True, text=True)
-    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown command 'pretrain'")
