@@ -323,38 +323,7 @@ def test_single_process_trainer_listens_on_no_unexplained_port(fault_shards, tmp
     assert not unexplained, f"listening on {unexplained} without saying what for"
 
 
-# ---- 12: the shipped configs at scale --------------------------------------------------------------------------
-@pytest.mark.parametrize("world_size", [1, 8, 16, 32, 64])
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
-def test_every_shipped_config_fits_every_rank_count(name, world_size):
-    """The docs promise the same optimisation on 1 to 64 GPUs: every GPT-2 config fits every rank count. The CPU demo
-    (16 sequences a step) cannot be shared by 32 or 64 ranks at all: refused in one line naming the rank count."""
-    from model.config import ConfigError, batch_layout, load_config
-
-    config = load_config(CONFIGS / name, ["data.dir=somewhere"])
-    sequences = config.train.tokens_per_step // config.data.seq_len
-    if sequences % world_size:
-        assert not name.startswith("gpt2"), f"{name} cannot run on {world_size} ranks"
-        with pytest.raises(ConfigError, match=f"{world_size} rank"):
-            batch_layout(config, world_size)
-        return
-    micro_batch, grad_accum = batch_layout(config, world_size)
-    assert 1 <= micro_batch <= config.train.micro_batch_size  # the configured value is the most that fits
-    assert micro_batch * grad_accum * world_size * config.data.seq_len == config.train.tokens_per_step
-
-
-def test_only_a_batch_that_cannot_divide_is_refused():
-    from model.config import ConfigError, batch_layout, load_config
-
-    # 24 sequences per step: 2 ranks take 8 + 4 accumulation... any divisor works; 16 ranks cannot share 24
-    config = load_config(CONFIGS / "tiny-cpu.yaml", ["data.seq_len=64", "model.block_size=64",
-                                                     "train.micro_batch_size=8", f"train.tokens_per_step={24 * 64}"])
-    micro_batch, grad_accum = batch_layout(config, 2)
-    assert micro_batch * grad_accum == 12 and micro_batch <= 8
-    with pytest.raises(ConfigError, match="16 rank"):
-        batch_layout(config, 16)
-
-
+# ---- 12: the shipped configs at scale (every config on every rank count: tests/unit/model/test_config.py) -------
 def test_micro_batch_is_lowered_on_two_ranks_keeping_the_step_and_data_order(fault_shards, fault_run, tmp_path):
     """8 sequences per step, micro_batch_size 8, 2 ranks: 4 per rank, same tokens per step, same samples in the
     same order as the 1-rank run (its loader state and, up to float sums, its losses)."""

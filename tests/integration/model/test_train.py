@@ -1,6 +1,5 @@
-"""The trainer on one rank: DeepSpeed config, optimizer and LR schedules, a real run with metrics, HellaSwag,
-checkpoints and resume, and every kind of bad input failing with one line before any step (the config file
-itself: tests/test_config.py)."""
+"""The trainer on one rank: a real run with metrics, HellaSwag, checkpoints and resume, and every kind of bad input
+failing with one line before any step (the config file, the DeepSpeed config and the optimizer: tests/unit/model/)."""
 import ctypes
 import hashlib
 import json
@@ -14,68 +13,15 @@ import pytest
 import torch
 
 from model.data.batches import TokenBatches
-from model.config import ConfigError, TrainConfig, load_config
-from model.engine import deepspeed_config
-from model.gpt import GPT
-from model.optim import build_lr_scheduler, build_optimizer, learning_rate
+from model.config import load_config
 from model.train import Trainer
 from model.checkpoint.weights import load_model
 from cluster.env import resolve_dist_env
+from tests.support import SHARED_DATA
 from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train, train_env
 
 CONFIGS = REPO_ROOT / "configs"
-HELLASWAG = REPO_ROOT.parent / "shared" / "data" / "eval" / "hellaswag_val.jsonl"
-
-
-# ---- DeepSpeed config, optimizer and LR schedule -----------------------------------------------------------
-@pytest.mark.parametrize("stage", [0, 1, 2, 3])
-@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
-def test_deepspeed_config(stage, precision):
-    config = load_config(CONFIGS / "gpt2-124m.yaml", [f"train.zero_stage={stage}", f"train.precision={precision}"])
-    ds = deepspeed_config(config, world_size=4)
-    assert ds["train_micro_batch_size_per_gpu"] == 64 and ds["gradient_accumulation_steps"] == 2
-    assert ds["train_batch_size"] * 1024 == 2**19
-    assert ds["zero_optimization"]["stage"] == stage
-    assert ds["bf16"]["enabled"] == (precision == "bf16") and ds["fp16"]["enabled"] == (precision == "fp16")
-    assert ds["fp16"]["loss_scale"] == 0  # dynamic loss scaling
-    assert ds["gradient_clipping"] == 1.0
-    if stage:  # buckets of n_embd^2 elements, at least 1M, at most the model's 124M parameters
-        assert ds["zero_optimization"]["reduce_bucket_size"] == 2**20
-    with pytest.raises(ConfigError, match="not divisible"):
-        deepspeed_config(config, world_size=3)
-
-
-def test_learning_rate_schedules():
-    config = TrainConfig()
-    config.train.max_steps, config.optim.warmup_steps, config.optim.lr, config.optim.min_lr = 1000, 100, 1.0, 0.1
-    lrs = [learning_rate(s, config) for s in range(1000)]
-    assert lrs[0] == pytest.approx(0.01) and lrs[99] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))  # cosine: never rises after warmup
-    assert lrs[550] == pytest.approx(0.55, abs=0.01) and lrs[999] == pytest.approx(0.1, abs=1e-4)
-    config.optim.schedule, config.optim.decay_fraction = "wsd", 0.2
-    lrs = [learning_rate(s, config) for s in range(1001)]
-    assert lrs[100] == lrs[799] == 1.0  # stable phase
-    assert lrs[900] == pytest.approx(0.55) and lrs[1000] == pytest.approx(0.1)
-
-
-def test_optimizer_is_adamw_over_the_model_param_groups_with_the_schedule():
-    config = load_config(CONFIGS / "tiny-cpu.yaml", ["optim.warmup_steps=3", "train.max_steps=12"])
-    torch.manual_seed(0)
-    model = GPT(config.gpt_config())
-    optimizer = build_optimizer(model, config.optim, fused=False)
-    assert isinstance(optimizer, torch.optim.AdamW)
-    expected = model.param_groups(config.optim.weight_decay)  # decayed matrices first, then biases and gains
-    assert [[id(p) for p in group["params"]] for group in optimizer.param_groups] == \
-        [[id(p) for p in group["params"]] for group in expected]
-    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.1, 0.0]
-    assert all(group["betas"] == (0.9, 0.95) and group["eps"] == 1e-8 for group in optimizer.param_groups)
-    scheduler = build_lr_scheduler(optimizer, config)
-    applied = []
-    for _ in range(12):
-        applied.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert applied == pytest.approx([learning_rate(step, config) for step in range(12)], rel=1e-12)
+HELLASWAG = SHARED_DATA / "eval" / "hellaswag_val.jsonl"
 
 
 # ---- a real run -----------------------------------------------------------------------------------------------

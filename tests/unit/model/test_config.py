@@ -7,7 +7,7 @@ import pytest
 from model.config import ConfigError, ModelSection, batch_layout, load_config
 from model.gpt import GPTConfig
 from model.train import main, parse_args, resolve_config
-from tests.support.train import REPO_ROOT
+from tests.support import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
 
@@ -177,3 +177,30 @@ def test_print_config_prints_once_and_refuses_a_batch_the_ranks_cannot_make(monk
         print_config(monkeypatch, capsys, 0, 3)
     assert exited.value.code == 2
     assert "is not divisible by seq_len 128 x 3 rank(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("world_size", [1, 8, 16, 32, 64])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_fits_every_rank_count(name, world_size):
+    """The docs promise the same optimisation on 1 to 64 GPUs: every GPT-2 config fits every rank count. The CPU demo
+    (16 sequences a step) cannot be shared by 32 or 64 ranks at all: refused in one line naming the rank count."""
+    config = load_config(CONFIGS / name, ["data.dir=somewhere"])
+    sequences = config.train.tokens_per_step // config.data.seq_len
+    if sequences % world_size:
+        assert not name.startswith("gpt2"), f"{name} cannot run on {world_size} ranks"
+        with pytest.raises(ConfigError, match=f"{world_size} rank"):
+            batch_layout(config, world_size)
+        return
+    micro_batch, grad_accum = batch_layout(config, world_size)
+    assert 1 <= micro_batch <= config.train.micro_batch_size  # the configured value is the most that fits
+    assert micro_batch * grad_accum * world_size * config.data.seq_len == config.train.tokens_per_step
+
+
+def test_only_a_batch_that_cannot_divide_is_refused():
+    # 24 sequences per step: 2 ranks take 8 + 4 accumulation... any divisor works; 16 ranks cannot share 24
+    config = load_config(CONFIGS / "tiny-cpu.yaml", ["data.seq_len=64", "model.block_size=64",
+                                                     "train.micro_batch_size=8", f"train.tokens_per_step={24 * 64}"])
+    micro_batch, grad_accum = batch_layout(config, 2)
+    assert micro_batch * grad_accum == 12 and micro_batch <= 8
+    with pytest.raises(ConfigError, match="16 rank"):
+        batch_layout(config, 16)
