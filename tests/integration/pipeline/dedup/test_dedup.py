@@ -5,12 +5,10 @@ Real datatrove stages and the real tokenizer; the documents are Common Crawl pag
 import gzip
 import json
 import random
-import struct
 
 import pytest
 
-from pipeline.dedup import DedupConfig, dedup_enabled
-from pipeline.dedup.steps import DedupClusters, removals_path
+from pipeline.dedup import DedupConfig
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import read_manifest
 from tests.support import REPO_ROOT
@@ -94,12 +92,6 @@ def test_no_dedup_keeps_every_copy(planted, tmp_path):
     assert read_manifest(out)["dedup"] == {"enabled": False} and not (out / "duplicates").exists()
 
 
-def test_dedup_defaults_per_corpus():
-    assert dedup_enabled(None, "local") and dedup_enabled(None, "sample") and dedup_enabled(None, "commoncrawl")
-    assert not dedup_enabled(None, "fineweb") and not dedup_enabled(None, "fineweb-edu")
-    assert dedup_enabled(True, "fineweb") and not dedup_enabled(False, "local")
-
-
 def test_recipe_dedup_section(planted, tmp_path, capsys):
     folder, originals, copies, expected = planted
     recipe = tmp_path / "exact-only.yaml"
@@ -127,41 +119,6 @@ def test_recipe_dedup_section(planted, tmp_path, capsys):
     assert error == [f"error: {recipe}: dedup.after must name an enabled step of the recipe (one of: url_filter), "
                      "got 'language_filter'"]
     assert not (tmp_path / "bad").exists()
-
-
-def write_pairs(folder, pairs):
-    folder.mkdir(parents=True)
-    (folder / "00000_00.dups").write_bytes(b"".join(struct.pack("<4I", *pair) for pair in pairs))
-
-
-def test_clusters_keep_the_earliest_document_and_name_it(tmp_path):
-    """Pairs chain into clusters (a~b exact, b~c near: one cluster), the earliest position is kept whatever the
-    order the pairs come in, and each removed document names it."""
-    ids = tmp_path / "ids"
-    ids.mkdir()
-    for rank, names in enumerate([["a0", "a1", "a2"], ["b0", "b1"]]):
-        (ids / f"{rank:05d}.ids").write_text("".join(json.dumps(n) + "\n" for n in names))
-    write_pairs(tmp_path / "exact", [(1, 1, 1, 0)])          # b1 = b0
-    write_pairs(tmp_path / "near", [(1, 0, 0, 2), (0, 1, 1, 1)])  # b0 ~ a2, a1 ~ b1: one cluster {a1, a2, b0, b1}
-    step = DedupClusters({"exact": str(tmp_path / "exact"), "near": str(tmp_path / "near")}, str(ids),
-                         str(tmp_path / "out"), stage_tasks=2)
-    list(step.run(None, 0, 1))
-    lines = {rank: [json.loads(x) for x in removals_path(tmp_path / "out", rank).read_text().splitlines()]
-             for rank in (0, 1)}
-    assert lines[0] == [{"index": 2, "reason": "near", "kept_id": "a1", "kept_at": [0, 1]}]
-    assert lines[1] == [{"index": 0, "reason": "exact", "kept_id": "a1", "kept_at": [0, 1]},
-                        {"index": 1, "reason": "exact", "kept_id": "a1", "kept_at": [0, 1]}]
-
-
-def test_cli_help_explains_the_dedup_and_shuffle_options(capsys):
-    from pipeline.prepare import parse_args
-
-    with pytest.raises(SystemExit):
-        parse_args(["--help"])
-    shown = " ".join(capsys.readouterr().out.split())
-    for text in ("--dedup, --no-dedup", "--seed SEED", "--shuffle-buckets", "fineweb-edu, which were deduplicated",
-                 "OUTPUT/duplicates/"):
-        assert text in shown
 
 
 def test_run_killed_during_dedup_resumes_to_the_same_shards(tmp_path):
