@@ -29,7 +29,7 @@ from datatrove.data import Document  # noqa: E402
 
 from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.tokens.tokenize_step import TokenizeToStream, batched, task_stream_paths  # noqa: E402
-from pipeline.tokenizer.encodings import get_encoding  # noqa: E402
+from pipeline.tokenizer import get_tokenizer  # noqa: E402
 
 BATCH = 1000  # documents per batch, as in TokenizeToStream
 # --quick: a few documents once, to check that the script still runs; the speeds it prints mean nothing.
@@ -37,20 +37,20 @@ QUICK = {"repeat": 1, "documents": 200}
 
 
 def raw_tiktoken(texts, workdir):
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     return sum(len(ids) + 1 for batch in batched(texts, BATCH) for ids in encoding.encode_ordinary_batch(batch))
 
 
 def our_step(texts, workdir):
     documents = (Document(text=text, id=str(i)) for i, text in enumerate(texts))
-    step = TokenizeToStream(workdir, "gpt2")
+    step = TokenizeToStream(workdir, get_tokenizer("gpt2"))
     for _ in step.run(documents, rank=0, world_size=1):
         pass
     return task_stream_paths(workdir, 0)[0].stat().st_size // 2
 
 
 def _nanogpt_tokenize(text):  # build-nanogpt fineweb.py: eot first, then the document
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     tokens = [encoding.eot_token] + encoding.encode_ordinary(text)
     return np.array(tokens).astype(np.uint16)
 
@@ -89,7 +89,7 @@ def main():
         vars(args).update(QUICK)
     texts = [e["extract"] for e in json.loads(sample_corpus_path().read_text()).values()][:args.documents]
     texts *= args.copies
-    get_encoding("gpt2")  # built once before timing (and inherited by the Pool's forked workers)
+    get_tokenizer("gpt2").encoding  # built once before timing (and inherited by the Pool's forked workers)
     best, best_cpu = {}, {}
     for _ in range(args.repeat):
         for name, method in METHODS.items():  # interleaved, so a busy moment hurts all methods alike

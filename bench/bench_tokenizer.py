@@ -37,7 +37,7 @@ from datatrove.data import Document  # noqa: E402
 from pipeline.tokenizer.train import PATTERNS, TrainSettings, sample_documents, train_ranks, train_tokenizer  # noqa: E402
 from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.tokens.tokenize_step import TokenizeToStream, task_stream_paths  # noqa: E402
-from pipeline.tokenizer.encodings import get_encoding  # noqa: E402
+from pipeline.tokenizer import get_tokenizer  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DATA_FILE = REPO / "docs" / "figures" / "data" / "tokenizer.json"
@@ -156,7 +156,7 @@ def parallel_limit(encoding, texts: list[str], threads: int) -> int:
 
 def stage_tokens(tokenizer: str, texts: list[str]) -> int:
     with tempfile.TemporaryDirectory() as workdir:
-        step = TokenizeToStream(workdir, tokenizer)
+        step = TokenizeToStream(workdir, get_tokenizer(tokenizer))
         for _ in step.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), rank=0, world_size=1):
             pass
         return task_stream_paths(workdir, 0)[0].stat().st_size // 2
@@ -168,7 +168,7 @@ def stage_speed(tokenizers: dict[str, str], texts: list[str], repeat: int) -> di
     counts = {}
     for _ in range(repeat):  # interleaved, so a busy moment hurts every method alike; the fastest run counts
         for label, spec in tokenizers.items():
-            encoding = get_encoding(spec)
+            encoding = get_tokenizer(spec).encoding
             for method, run in (("limit", lambda: parallel_limit(encoding, texts, threads)),
                                 ("stage", lambda: stage_tokens(spec, texts))):
                 start = time.perf_counter()
@@ -198,7 +198,7 @@ def main():
     data = {"command": "python bench/bench_tokenizer.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
             "training_text": {"documents": len(train_texts), "chars": sum(map(len, train_texts))},
             "heldout": {k: {"documents": len(v), "chars": sum(map(len, v))} for k, v in heldout.items()},
-            "compression": {"GPT-2 (50,257)": compression(get_encoding("gpt2"), heldout)}, "train_seconds": {}}
+            "compression": {"GPT-2 (50,257)": compression(get_tokenizer("gpt2").encoding, heldout)}, "train_seconds": {}}
     folders = {}
     for vocab in (32768, 65536):
         folder, seconds = train_folder(train_texts, vocab, "gpt4", work)

@@ -24,12 +24,12 @@ from transformers import GPT2Config, GPT2Tokenizer
 from model.checkpoint.layout import CheckpointError
 from model.gpt import GPT, GPTConfig
 from model.model_card import write_export_extras
-from model.run_tokenizer import export_tokenizer_to_hf, weights_tokenizer
+from model.run_tokenizer import weights_tokenizer
 from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, exit_with_error
-from pipeline.tokenizer.encodings import get_encoding, gpt2_bpe_files
-from pipeline.tokenizer.spec import looks_like_path
+from pipeline.tokenizer import Tokenizer, get_tokenizer
+from pipeline.tokenizer.encodings import gpt2_bpe_files
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
@@ -123,10 +123,11 @@ def hf_config(config: GPTConfig, eot: int | None = None) -> GPT2Config:
                       architectures=["GPT2LMHeadModel"])
 
 
-def export_to_hf(model: GPT, folder: str | Path, tokenizer: str = "gpt2") -> Path:
+def export_to_hf(model: GPT, folder: str | Path, tokenizer: Tokenizer | None = None) -> Path:
     """Write `model` as a folder that `GPT2LMHeadModel.from_pretrained` and `AutoTokenizer.from_pretrained` load;
     `tokenizer` is what the checkpoint was trained with (model.run_tokenizer.weights_tokenizer)."""
     config = model.config
+    tokenizer = tokenizer or get_tokenizer("gpt2")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -145,9 +146,9 @@ def export_to_hf(model: GPT, folder: str | Path, tokenizer: str = "gpt2") -> Pat
                 width = module.weight.shape[0]
                 tensors[f"{name}.bias"] = torch.zeros(width)
     save_safetensors(tensors, folder / "model.safetensors")
-    eot = get_encoding(tokenizer).eot_token if looks_like_path(tokenizer) else None
+    eot = tokenizer.eot_token if tokenizer.folder else None
     hf_config(config, eot).save_pretrained(folder)
-    if export_tokenizer_to_hf(tokenizer, folder, config.block_size):  # a trained tokenizer's tokenizer.json
+    if tokenizer.write_hf_files(folder, config.block_size):  # a trained tokenizer's tokenizer.json
         pass
     elif config.vocab_size == GPT2_VOCAB_SIZE:
         _write_gpt2_tokenizer(folder, config.block_size)
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
             weights_folder = resolve_checkpoint(args.checkpoint)
             tokenizer = weights_tokenizer(weights_folder)
             export_to_hf(model, args.to_hf, tokenizer)
-            write_export_extras(args.to_hf, model, weights_folder, tokenizer)  # generation_config.json, README.md
+            write_export_extras(args.to_hf, model, weights_folder, tokenizer.label)  # generation_config.json, README.md
             print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
     except GPTStackError as e:
         exit_with_error(e)

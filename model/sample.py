@@ -17,7 +17,6 @@ from model.run_tokenizer import weights_tokenizer
 from model.checkpoint.weights import load_model, resolve_checkpoint
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
-from pipeline.tokenizer.encodings import get_encoding
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
     device, dtype = pick_device_dtype(args.device, args.dtype)
     model = load_model(args.checkpoint, device=device).to(dtype)
     tokenizer = weights_tokenizer(resolve_checkpoint(args.checkpoint))  # the copy the checkpoint holds, or gpt2
-    enc = get_encoding(tokenizer)
+    enc = tokenizer.encoding
     if model.config.vocab_size != enc.n_vocab:
         raise InputError(f"checkpoint {args.checkpoint}: the model has vocab_size={model.config.vocab_size} but its "
                          f"tokenizer {tokenizer} has {enc.n_vocab} tokens; it was not trained with this tokenizer")

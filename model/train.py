@@ -38,8 +38,6 @@ from model.data.training_data import TrainingData
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.cli_args import ArgumentParser
 from gptstack.files import check_writable_dir
-from pipeline.tokenizer.encodings import get_encoding
-from pipeline.tokenizer.spec import looks_like_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,8 +108,8 @@ class Trainer:
         self.data = TrainingData(c.data, self.micro_batch, env.rank, env.world_size, c.eval.every > 0)
         self.train_batches, data_dir = self.data.train, self.data.describe()
         # The shards' tokenizer sizes the embedding; a config or checkpoint that disagrees is refused (one line).
-        self.tokenizer, self.tokenizer_record = data_tokenizer(c.data, self.data.manifest)
-        self.gpt_config = sized_model_config(self.gpt_config, c.model.vocab_size, self.tokenizer_record, data_dir)
+        self.tokenizer = data_tokenizer(self.data.first)
+        self.gpt_config = sized_model_config(self.gpt_config, c.model.vocab_size, self.tokenizer, data_dir)
         if self.is_main and c.data.verify_checksums:
             self.data.verify()
         if self.is_main:  # ids the embedding has no row for would train on garbage or fail mid-run
@@ -129,7 +127,7 @@ class Trainer:
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir, say=print if self.is_main else None)
         self.resume_state = None
         if self.resume_from is not None:
-            check_resume_tokenizer(self.resume_from, self.tokenizer_record)
+            check_resume_tokenizer(self.resume_from, self.tokenizer)
             self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len)
             # World-size free: the global sample counter continues whatever the number of ranks now. Raises
             # (one line) when the shards cut into another number of windows: the stream could not continue.
@@ -150,7 +148,6 @@ class Trainer:
         if c.eval.hellaswag:
             from model.evaluation import hellaswag_path, load_hellaswag
             self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
-            self.encoding = get_encoding(self.tokenizer)
 
     # ---- set-up -----------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -165,8 +162,8 @@ class Trainer:
             self.resume_state, env.world_size, c.train.zero_stage, c.train.precision)
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, env.rank, env.world_size, c.checkpoint.keep_last,
                                                   c.checkpoint.every, c.train.max_steps)
-        self.checkpoints.tokenizer_folder = self.tokenizer if looks_like_path(self.tokenizer) else None
-        self.token_bytes = token_byte_lengths(get_encoding(self.tokenizer), self.gpt_config.padded_vocab_size)
+        self.checkpoints.tokenizer = self.tokenizer  # a folder is copied into every checkpoint's model/
+        self.token_bytes = token_byte_lengths(self.tokenizer.encoding, self.gpt_config.padded_vocab_size)
         if self.is_main:
             self.checkpoints.remove_unfinished()
             save_config(c, self.run_dir)
@@ -244,7 +241,7 @@ class Trainer:
             self.engine, val_batches, c.eval.val_batches, self.device, self.token_bytes)))
         hellaswag_every = c.eval.hellaswag_every or c.eval.every
         if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
-            record[HELLASWAG_METRIC] = hellaswag_accuracy(self.engine, self.hellaswag, self.encoding,
+            record[HELLASWAG_METRIC] = hellaswag_accuracy(self.engine, self.hellaswag, self.tokenizer.encoding,
                                                          self.env.rank, self.env.world_size, self.device)
         return record
 
@@ -252,7 +249,7 @@ class Trainer:
         state = {"loader": self.train_batches.state_dict(), "data_fingerprint": self.data_fingerprint,
                  "zero_stage": self.config.train.zero_stage,
                  "precision": self.config.train.precision, "tokens_per_step": self.config.train.tokens_per_step,
-                 "tokenizer": self.tokenizer_record}
+                 "tokenizer": self.tokenizer.record()}
         return self.checkpoints.save(self.engine, self.step, state)
 
     def fit(self) -> int:

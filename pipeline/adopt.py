@@ -25,7 +25,7 @@ from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_err
 from gptstack.files import check_writable_dir
 from pipeline.shards import (HEADER_BYTES, MANIFEST_NAME, TOKEN_DTYPE, build_manifest, provenance, read_header,
                              shard_entry, write_manifest)
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 BLOCK_BYTES = 1 << 24  # read 16 MiB at a time: one pass for hash, id range and end-of-text count
 SPLIT_WORDS = {"val": "val", "valid": "val", "validation": "val", "train": "train"}
@@ -86,7 +86,7 @@ def adopt(directory: Path, tokenizer: str = "gpt2", command: str = "") -> dict:
     for path in paths:  # names first: a misnamed file fails at once, before hours of hashing
         split_of(path.name)
     check_writable_dir(directory, "DIR", InputError)  # the manifest goes there: know it before reading everything
-    encoding = get_encoding(tokenizer)
+    encoding = get_tokenizer(tokenizer).encoding
     entries = [scan_shard(path, encoding.eot_token, encoding.n_vocab) for path in paths]
     # The folder's order is val first, then train, each by name (as pipeline.prepare writes them).
     entries.sort(key=lambda e: (e["split"] != "val", e["file"]))

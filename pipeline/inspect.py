@@ -14,8 +14,7 @@ from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, ShardError, exit_with_error
 from pipeline.read.readers import SKIP_REASONS
 from pipeline.shards import file_sha256, open_shard, read_manifest
-from pipeline.tokenizer.encodings import get_encoding
-from pipeline.tokenizer.spec import shard_folder_tokenizer
+from pipeline.tokenizer import shard_folder_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,7 +98,7 @@ def inspect(args: argparse.Namespace) -> None:
     if name not in names:
         raise ShardError(f"{directory / name}: not a shard of this folder (shards: {', '.join(names[:5])}...)")
     tokens = open_shard(directory / name)[args.offset:args.offset + args.tokens]
-    text = get_encoding(shard_folder_tokenizer(directory, manifest)).decode(tokens.tolist())
+    text = shard_folder_tokenizer(directory, manifest).decode(tokens.tolist())
     print(f"\n--- {name}, tokens {args.offset}..{args.offset + len(tokens)} decoded "
           f"(<|endoftext|> separates documents) ---\n{text}\n---")
 

@@ -48,15 +48,15 @@ from pipeline.tokens.shuffle import shuffle_stages
 from pipeline.runner.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.runner.tasklog import is_disk_full
 from pipeline.tokens.tokenize_step import TokenizeToStream
-from pipeline.tokenizer.encodings import check_fits_uint16, get_encoding
-from pipeline.tokenizer.spec import COPY_DIR
+from pipeline.tokenizer import get_tokenizer
+from pipeline.tokenizer import COPY_DIR
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 
 
 def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup: DedupConfig | None,
-                 tokenize: TokenizeToStream, work: Path, tasks: int, seed: int, shuffle_buckets: int,
-                 read_config: dict) -> list[Stage]:
+                 tokenize: TokenizeToStream, tokenizer_spec: str, work: Path, tasks: int, seed: int,
+                 shuffle_buckets: int, read_config: dict) -> list[Stage]:
     """Steps 1-4, each one run of the executor over `tasks` tasks (dedup's buckets and clusters use their own
     counts); a stage's config (with the previous stage's) decides whether a rerun may reuse its output.
 
@@ -82,7 +82,7 @@ def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup
         documents = filtered
     stages += shuffle_stages(documents, work / "shuffle", tasks, seed, shuffle_buckets)
     stages.append(Stage("tokenize", [StageReader(work / "shuffle" / "documents"), tokenize], tasks,
-                        [Path(tokenize.output_folder)], {"tokenizer": tokenize.tokenizer}))
+                        [Path(tokenize.output_folder)], {"tokenizer": tokenizer_spec}))
     return stages
 
 
@@ -97,12 +97,12 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     tokenizer = plan_tokenizer(args, output, work)  # a name, a verified folder, or one this run trains
     check_output_folder(output, tokenizer.label, unfinished_commit=work.is_dir())
     if not tokenizer.trains:
-        check_fits_uint16(get_encoding(tokenizer.spec))
+        tokenizer.tokenizer.check_fits_uint16()
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
-                                         "gpt2" if tokenizer.trains else tokenizer.spec)
+                                         get_tokenizer("gpt2") if tokenizer.trains else tokenizer.tokenizer)
     cleaning = cleaning_plan.steps  # (the plan's steps: empty when the recipe has nothing to do)
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup,  # checked even when dedup is off
                                        [step.step for step in recipe.enabled_steps()])
@@ -122,14 +122,15 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
                    "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages}
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
-    tokenize = TokenizeToStream(str(work / "tokens"), tokenizer.spec, tokenizer_threads(settings, counts.workers))
-    stages = build_stages(readers, args.limit, cleaning_plan, dedup, tokenize, work, counts.tasks, args.seed,
-                          args.shuffle_buckets, read_config)
+    # a trained tokenizer joins the step once it exists (train_on_shuffled, below)
+    tokenize = TokenizeToStream(str(work / "tokens"), tokenizer.tokenizer, tokenizer_threads(settings, counts.workers))
+    stages = build_stages(readers, args.limit, cleaning_plan, dedup, tokenize, tokenizer.spec, work, counts.tasks,
+                          args.seed, args.shuffle_buckets, read_config)
     executors = ExecutorFactory(settings, counts.workers, work, {"tokenize": None if dedup else args.limit})
     before_tokenize = {}
     if tokenizer.trains:  # stages 1-3, then the tokenizer learns from their output, then stage 4
         before_tokenize = run_stages(stages[:-1], work, executors.run_stage, restart=args.restart)
-        train_on_shuffled(tokenizer, work, counts.tasks)
+        tokenize.tokenizer = train_on_shuffled(tokenizer, work, counts.tasks)
     stages[-1].config.update(tokenizer_fingerprint(tokenizer))  # a changed folder is tokenized again
     runs = {**run_stages(stages, work, executors.run_stage, restart=args.restart), **before_tokenize}
     if any(run.status == "submitted" for run in runs.values()):  # Slurm: the last job writes the shards

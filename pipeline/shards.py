@@ -22,6 +22,7 @@ import numpy as np
 
 from gptstack.errors import InputError, ShardError
 from gptstack.files import atomic_file, atomic_write
+from pipeline.tokenizer.tokenizer import Tokenizer, shard_folder_tokenizer
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -220,8 +221,59 @@ def commit_shard_folder(folder: Path, staged: Path, manifest: dict, companions: 
 
 def shard_paths(directory, split: str) -> list[Path]:
     """The shard files of one split, in order, as listed by the folder's manifest."""
-    if split not in SPLITS:
-        raise ShardError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    manifest = read_manifest(directory)
-    return [Path(directory) / entry["file"] for entry in manifest["shards"] if entry["split"] == split]
+    return ShardFolder(directory).paths(split)
 
+
+class ShardFolder:
+    """A finished shard folder, opened once: its manifest read and checked here, and everything a reader asks of it
+    (the loader's files, the token check, the checksums, the fingerprint a checkpoint records, the tokenizer)
+    answered from that one manifest."""
+
+    def __init__(self, directory):
+        self.path = Path(directory)
+        self.manifest = read_manifest(self.path)
+        self._tokenizer: Tokenizer | None = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def entries(self, split: str | None = None) -> list[dict]:
+        """The manifest's shard entries (of one split), in order."""
+        if split is not None and split not in SPLITS:
+            raise ShardError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return [entry for entry in self.manifest["shards"] if split is None or entry["split"] == split]
+
+    def paths(self, split: str | None = None) -> list[Path]:
+        return [self.path / entry["file"] for entry in self.entries(split)]
+
+    def verify(self, progress: bool = True) -> None:
+        """Every listed shard exists and matches its sha256 (catches corruption before training on it)."""
+        from tqdm import tqdm
+
+        for entry in tqdm(self.entries(), desc="verifying shards", unit="shard", leave=False, disable=not progress):
+            path = self.path / entry["file"]
+            if not path.is_file():
+                raise ShardError(f"{path}: listed in manifest.json but missing")
+            if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+                raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
+
+    def fingerprint(self) -> str:
+        """A digest of the shard list and checksums: which token stream a checkpoint belongs to."""
+        shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in self.entries()]
+        return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
+
+    def tokenizer_record(self) -> dict:
+        """The manifest's tokenizer as a record like `Tokenizer.record()`: its name, vocabulary size, and for a
+        trained tokenizer folder the sha256 prepare recorded (two folders of one name may hold different ones)."""
+        recorded = self.manifest.get("tokenizer")
+        record = dict(recorded) if isinstance(recorded, dict) else {"name": recorded,
+                                                                     "sha256": self.manifest.get("tokenizer_sha256")}
+        record.setdefault("vocab_size", self.manifest.get("vocab_size"))
+        return record
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The shards' Tokenizer: the folder's `tokenizer/` copy (verified), or the manifest's tiktoken name."""
+        if self._tokenizer is None:
+            self._tokenizer = shard_folder_tokenizer(self.path, self.manifest)
+        return self._tokenizer

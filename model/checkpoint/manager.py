@@ -120,7 +120,7 @@ class CheckpointManager:
         self.rank, self.world_size, self.keep_last = rank, world_size, keep_last
         self.every, self.last_step = every, last_step
         self.saved_step: int | None = None  # the step whose checkpoint exists already (saved or resumed from)
-        self.tokenizer_folder: str | None = None  # a trained tokenizer to copy into every checkpoint's model/
+        self.tokenizer = None  # the run's Tokenizer: a trained one's folder is copied into every checkpoint's model/
 
     def should_save(self, step: int, ending: bool = False) -> bool:
         """Save after step `step`? Every `every` steps (0: never in between), at the last step, and whenever
@@ -155,9 +155,8 @@ class CheckpointManager:
             weights = full_fp32_state_dict(engine, keep=self.rank == 0)
             if self.rank == 0:
                 save_weights(engine.module, tmp / MODEL_DIR, state_dict=weights)
-                if self.tokenizer_folder:  # model.sample, HellaSwag and model.convert find it beside the weights
-                    from pipeline.tokenizer.spec import copy_tokenizer_into
-                    copy_tokenizer_into(self.tokenizer_folder, tmp / MODEL_DIR)
+                if self.tokenizer is not None:  # model.sample, HellaSwag and model.convert find it beside the weights
+                    self.tokenizer.copy_into(tmp / MODEL_DIR)
             dist.barrier()  # every rank has written its part
             if self.rank == 0:
                 state = dict(trainer_state, step=step, world_size=self.world_size,

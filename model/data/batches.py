@@ -9,13 +9,12 @@ All ranks together consume this one global stream in order: at each call, rank r
 The state is only c, so training resumed with a different world size (or batch size) continues the very same
 stream: no window is repeated or skipped. Stream item k is window perm_{k // N}[k % N].
 """
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from gptstack.errors import ShardError
-from pipeline.shards import open_shard, read_manifest, shard_paths
+from pipeline.shards import ShardFolder, open_shard
 
 
 class TokenBatches:
@@ -25,11 +24,12 @@ class TokenBatches:
                  seed=1337, shuffle=True):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        self.data_dir = Path(data_dir)
+        self.folder = data_dir if isinstance(data_dir, ShardFolder) else ShardFolder(data_dir)  # opened once
+        self.data_dir = self.folder.path
         self.split, self.batch_size, self.seq_len = split, batch_size, seq_len
         self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
-        self.manifest = read_manifest(self.data_dir)
-        paths = shard_paths(self.data_dir, split)
+        self.manifest = self.folder.manifest
+        paths = self.folder.paths(split)
         if not paths:
             raise ShardError(f"{self.data_dir}: manifest lists no {split!r} shards")
         self.shards = [open_shard(path) for path in paths]

@@ -19,8 +19,8 @@ import yaml
 from model.data.batches import TokenBatches
 from model.data.mixture import MixtureError, MixtureSampler, MixtureSource
 from gptstack.errors import ShardError
-from pipeline.shards import read_manifest
-from pipeline.tokenizer.spec import same_tokenizer, tokenizer_label
+from pipeline.shards import ShardFolder
+from pipeline.tokenizer import same_tokenizer, tokenizer_label
 
 
 @dataclass(frozen=True)
@@ -80,16 +80,6 @@ def parse_data_argument(text: str) -> list[dict] | None:
     return entries
 
 
-def tokenizer_record(manifest: dict) -> dict:
-    """The manifest's tokenizer as a pipeline.tokenizer.spec record: its name, and for a trained tokenizer folder the
-    sha256 that pipeline.prepare records beside it (two folders of the same name may hold different tokenizers)."""
-    recorded = manifest.get("tokenizer")
-    record = dict(recorded) if isinstance(recorded, dict) else {"name": recorded,
-                                                                 "sha256": manifest.get("tokenizer_sha256")}
-    record.setdefault("vocab_size", manifest.get("vocab_size"))
-    return record
-
-
 def data_flag_values(data: str | None) -> dict:
     """The config values `--data` stands for: one folder (data.dir) or a mixture (data.sources); the other unset."""
     if data is None:
@@ -122,25 +112,24 @@ def sources_value(current: list[dict] | None, subkey: str, value, where: str) ->
     return [asdict(spec) for spec in source_specs(entries, where)]
 
 
-def check_one_tokenizer(specs: list[SourceSpec]) -> dict:
-    """All sources must be token ids of one tokenizer (their manifests say which); returns the first manifest."""
-    manifests = [read_manifest(spec.dir) for spec in specs]
-    first = tokenizer_record(manifests[0])
-    for spec, manifest in zip(specs[1:], manifests[1:]):
-        mine = tokenizer_record(manifest)
+def check_one_tokenizer(specs: list[SourceSpec], folders: list[ShardFolder]) -> None:
+    """All sources must be token ids of one tokenizer (their manifests say which)."""
+    first = folders[0].tokenizer_record()
+    for spec, folder in zip(specs[1:], folders[1:]):
+        mine = folder.tokenizer_record()
         if not same_tokenizer(mine, first) or mine["vocab_size"] != first["vocab_size"]:
             raise ShardError(f"data.sources: {spec.name} ({spec.dir}) is tokenized with {tokenizer_label(mine)!r} "
                              f"(vocab {mine['vocab_size']}) but {specs[0].name} ({specs[0].dir}) with "
                              f"{tokenizer_label(first)!r} (vocab {first['vocab_size']}); a mixture needs one "
                              f"tokenizer: prepare every source with the same `pipeline.prepare --tokenizer`")
-    return manifests[0]
 
 
 class MixtureBatches:
     """(x, y) int64 batches of shape (batch_size, seq_len) for one rank, drawn from several shard folders."""
 
     def __init__(self, specs: list[SourceSpec], split="train", batch_size=8, seq_len=1024, rank=0, world_size=1,
-                 seed=1337, shuffle=True):
+                 seed=1337, shuffle=True, folders: list[ShardFolder] | None = None):
+        """`folders`: the sources' shard folders when the caller has opened them already (else opened here)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.specs = list(specs)
@@ -148,7 +137,8 @@ class MixtureBatches:
         self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
         # One folder's window cutting, checks and errors, reused as is: with shuffle=False, stream item w of
         # epoch 0 is window w in shard order.
-        self.folders = [TokenBatches(spec.dir, split, batch_size, seq_len, shuffle=False) for spec in specs]
+        folders = folders or [ShardFolder(spec.dir) for spec in specs]
+        self.folders = [TokenBatches(folder, split, batch_size, seq_len, shuffle=False) for folder in folders]
         self.sampler = MixtureSampler([MixtureSource(spec.name, folder.windows_per_epoch, spec.weight)
                                        for spec, folder in zip(specs, self.folders)], seed, shuffle)
         self.samples_consumed = 0

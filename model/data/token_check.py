@@ -7,17 +7,15 @@ memory-mapped shard), so `inspect` and the trainer refuse the same shards with t
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from gptstack.errors import ShardError
 from pipeline.inspect import token_range_problem
-from pipeline.shards import open_shard, read_manifest
+from pipeline.shards import ShardFolder, open_shard
 
 
-def check_token_range(data_dir: Path, vocab_size: int) -> None:
+def check_token_range(folder: ShardFolder, vocab_size: int) -> None:
     """Raise a one-line ShardError naming the shard, the id and its position if any token is >= vocab_size."""
-    for entry in read_manifest(data_dir)["shards"]:
-        path = Path(data_dir) / entry["file"]
+    for path in folder.paths():
         problem = token_range_problem(path, open_shard(path), vocab_size)
         if problem:
             raise ShardError(f"{problem}; the model cannot train on it (written with another tokenizer, or damaged)")

@@ -15,31 +15,12 @@ reported, but does not count in the mixture's figure.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Callable
 
 from model.data.batches import TokenBatches
 from model.data.mixture_batches import MixtureBatches, check_one_tokenizer, source_specs
 from gptstack.errors import ShardError
-from pipeline.shards import file_sha256, read_manifest
-
-
-def verify_shards(data_dir: Path) -> None:
-    """Every shard listed in manifest.json must exist and match its sha256 (catches corruption early)."""
-    from tqdm import tqdm
-    manifest = read_manifest(data_dir)
-    for entry in tqdm(manifest["shards"], desc="verifying shards", unit="shard", leave=False):
-        path = data_dir / entry["file"]
-        if not path.is_file():
-            raise ShardError(f"{path}: listed in manifest.json but missing")
-        if "sha256" in entry and file_sha256(path) != entry["sha256"]:
-            raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
-
-
-def data_fingerprint(data_dir: Path) -> str:
-    """A digest of the shard list and checksums in manifest.json: which token stream a checkpoint belongs to."""
-    shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in read_manifest(data_dir)["shards"]]
-    return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
+from pipeline.shards import ShardFolder
 
 
 class TrainingData:
@@ -48,17 +29,19 @@ class TrainingData:
     def __init__(self, data_config, micro_batch: int, rank: int, world_size: int, with_validation: bool):
         d = data_config
         self.is_mixture = bool(d.sources)
+        # Each shard folder is opened once (its manifest read and checked) and shared by everything below.
         if self.is_mixture:
             self.specs = source_specs(d.sources)
-            self.manifest = check_one_tokenizer(self.specs)  # before anything else reads a folder
-            self.folders = {spec.name: Path(spec.dir) for spec in self.specs}
+            self.folders = {spec.name: ShardFolder(spec.dir) for spec in self.specs}
+            check_one_tokenizer(self.specs, list(self.folders.values()))  # before any batch is cut
             self.train = MixtureBatches(self.specs, "train", micro_batch, d.seq_len, rank, world_size,
-                                        seed=d.seed, shuffle=d.shuffle)
+                                        seed=d.seed, shuffle=d.shuffle, folders=list(self.folders.values()))
         else:
-            self.folders = {None: Path(d.dir)}
-            self.train = TokenBatches(Path(d.dir), "train", micro_batch, d.seq_len, rank, world_size,
+            self.folders = {None: ShardFolder(d.dir)}
+            self.train = TokenBatches(self.folders[None], "train", micro_batch, d.seq_len, rank, world_size,
                                       seed=d.seed, shuffle=d.shuffle)
-            self.manifest = self.train.manifest
+        self.first = next(iter(self.folders.values()))  # whose tokenizer the run uses (a mixture's all agree)
+        self.manifest = self.first.manifest
         self.val = {}
         if with_validation:
             self.val = {name: TokenBatches(folder, "val", micro_batch, d.seq_len, rank, world_size, seed=d.seed,
@@ -72,12 +55,12 @@ class TrainingData:
 
     def verify(self) -> None:
         for folder in self.folders.values():
-            verify_shards(folder)
+            folder.verify()
 
     def fingerprint(self) -> str:
         if not self.is_mixture:
-            return data_fingerprint(self.folders[None])
-        joined = ",".join(f"{name}:{data_fingerprint(folder)}" for name, folder in sorted(self.folders.items()))
+            return self.folders[None].fingerprint()
+        joined = ",".join(f"{name}:{folder.fingerprint()}" for name, folder in sorted(self.folders.items()))
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
     def resume(self, loader_state: dict) -> str | None:

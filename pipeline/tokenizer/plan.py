@@ -20,7 +20,7 @@ from pipeline.tokenizer.train import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, PATTERN
 from gptstack.errors import InputError
 from pipeline.runner.stages import StageReader
 from pipeline.tokenizer.folder import is_tokenizer_folder, load_tokenizer_folder
-from pipeline.tokenizer.spec import COPY_DIR, copy_tokenizer_into, describe_tokenizer, looks_like_path
+from pipeline.tokenizer.tokenizer import COPY_DIR, Tokenizer, get_tokenizer, looks_like_path
 
 TRAIN = "train"
 
@@ -43,9 +43,10 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class TokenizerPlan:
-    spec: str  # what the tokenize stage and the cleaning report are given: a name or a folder path
+    spec: str  # the stage fingerprint's `tokenizer`: a name or a folder path
     label: str  # the manifest's `tokenizer` (a name), also what an existing output folder is compared with
     settings: TrainSettings | None = None  # set when this run trains the tokenizer
+    tokenizer: Tokenizer | None = None  # resolved now when given, after training when trained (`train_on_shuffled`)
 
     @property
     def trains(self) -> bool:
@@ -58,9 +59,10 @@ def plan_tokenizer(args: argparse.Namespace, output: Path, work: Path) -> Tokeni
         if args.vocab_size is not None:
             raise InputError("--vocab-size applies only to --tokenizer train (a given tokenizer has its own)")
         if looks_like_path(args.tokenizer):
-            record = describe_tokenizer(args.tokenizer)  # verifies the folder
-            return TokenizerPlan(str(Path(args.tokenizer).absolute()), record["name"])
-        return TokenizerPlan(args.tokenizer, args.tokenizer)
+            tokenizer = get_tokenizer(str(Path(args.tokenizer).absolute()))  # verifies the folder
+            return TokenizerPlan(tokenizer.spec, tokenizer.name, tokenizer=tokenizer)
+        # a name's encoding is loaded when first used, after the output folder is checked (prepare)
+        return TokenizerPlan(args.tokenizer, args.tokenizer, tokenizer=Tokenizer(args.tokenizer))
     if args.vocab_size is None:
         raise InputError("--tokenizer train needs --vocab-size N (e.g. 32768; at most 65,536)")
     if getattr(args, "executor", "local") == "slurm":
@@ -80,9 +82,9 @@ def shuffled_texts(shuffled_folder: Path, tasks: int):
             yield document.text
 
 
-def train_on_shuffled(plan: TokenizerPlan, work: Path, tasks: int) -> None:
+def train_on_shuffled(plan: TokenizerPlan, work: Path, tasks: int) -> Tokenizer:
     """Train the plan's tokenizer on the shuffled documents, unless a finished one trained on the same shuffle
-    output is already there (a resumed run)."""
+    output is already there (a resumed run); the plan then holds the resolved tokenizer."""
     record = json.loads((work / "stages" / "shuffle-sort.json").read_text())
     source = ("pipeline.prepare: cleaned, deduplicated, shuffled documents "
               f"(shuffle fingerprint {record['fingerprint']})")
@@ -94,32 +96,35 @@ def train_on_shuffled(plan: TokenizerPlan, work: Path, tasks: int) -> None:
             meta = {"training": {}}
         if meta["training"].get("source") == source and meta.get("vocab_size") == plan.settings.vocab_size:
             print(f"tokenizer: reusing {folder} (trained on the same documents)", flush=True)
-            return
+            plan.tokenizer = get_tokenizer(plan.spec)
+            return plan.tokenizer
     shutil.rmtree(folder, ignore_errors=True)
     print(f"tokenizer: training a {plan.settings.vocab_size:,}-id BPE on the shuffled documents", flush=True)
     train_tokenizer(shuffled_texts(work / "shuffle" / "documents", tasks), plan.settings, folder, source)
+    plan.tokenizer = get_tokenizer(plan.spec)
+    return plan.tokenizer
 
 
 def tokenizer_fingerprint(plan: TokenizerPlan) -> dict:
     """What the tokenize stage's fingerprint must include besides the spec: a folder's sha256 (its content)."""
-    return {"tokenizer_sha256": describe_tokenizer(plan.spec)["sha256"]} if looks_like_path(plan.spec) else {}
+    return {"tokenizer_sha256": plan.tokenizer.sha256} if plan.tokenizer.folder else {}
 
 
 def manifest_tokenizer(plan: TokenizerPlan, source: str) -> tuple[dict, dict]:
     """(vocab_size and eot_token for build_manifest, the extra manifest fields of a tokenizer folder)."""
-    record = describe_tokenizer(plan.spec)
+    tokenizer = plan.tokenizer
     extra = {}
     if plan.trains:
         source = "trained on this folder's documents (pipeline.prepare --tokenizer train)"
-    if record["sha256"]:
-        extra = {"tokenizer_source": source, "tokenizer_sha256": record["sha256"], "tokenizer_files": COPY_DIR}
-    return {"vocab_size": record["vocab_size"], "eot_token": record["eot_token"]}, extra
+    if tokenizer.folder:
+        extra = {"tokenizer_source": source, "tokenizer_sha256": tokenizer.sha256, "tokenizer_files": COPY_DIR}
+    return {"vocab_size": tokenizer.vocab_size, "eot_token": tokenizer.eot_token}, extra
 
 
 def tokenizer_companion(plan: TokenizerPlan, work: Path) -> Path | None:
     """The folder to commit as OUTPUT/tokenizer/ (None for a tiktoken name: an old copy is then removed)."""
-    if not looks_like_path(plan.spec):
+    if plan.tokenizer.folder is None:
         return None
     if plan.trains:
-        return Path(plan.spec)  # already inside the work folder: moved, not copied
-    return copy_tokenizer_into(plan.spec, work, "tokenizer-copy")
+        return plan.tokenizer.path  # already inside the work folder: moved, not copied
+    return plan.tokenizer.copy_into(work, "tokenizer-copy")

@@ -17,7 +17,7 @@ from datatrove.pipeline.base import PipelineStep
 from cluster.env import usable_cpus
 from pipeline.tokens.block_encoder import encode_stream
 from gptstack.files import atomic_file
-from pipeline.tokenizer.encodings import check_fits_uint16, get_encoding
+from pipeline.tokenizer.tokenizer import Tokenizer
 
 
 def task_stream_paths(folder, rank: int) -> tuple[Path, Path]:
@@ -31,7 +31,7 @@ class TokenizeToStream(PipelineStep):
     name = "🔤 Tokenize (tiktoken)"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, output_folder: str, tokenizer: str = "gpt2", threads: int | None = None):
+    def __init__(self, output_folder: str, tokenizer: Tokenizer | None, threads: int | None = None):
         """`tokenizer`: a tiktoken name or a tokenizer folder (pipeline/tokenizer/encodings.py); `threads`: tiktoken encoding
         threads (default: the usable CPUs; give each of N parallel tasks CPUs / N)."""
         super().__init__()
@@ -39,8 +39,8 @@ class TokenizeToStream(PipelineStep):
         self.threads = threads or usable_cpus()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        encoding = get_encoding(self.tokenizer)
-        check_fits_uint16(encoding)
+        self.tokenizer.check_fits_uint16()
+        encoding = self.tokenizer.encoding
         tokens_path, lengths_path = task_stream_paths(self.output_folder, rank)
         tokens_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(tokens_path) as tokens_file, atomic_file(lengths_path) as lengths_file:

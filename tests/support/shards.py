@@ -2,7 +2,7 @@
 import numpy as np
 
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 
 def decoded_documents(folder) -> list[str]:
@@ -12,5 +12,5 @@ def decoded_documents(folder) -> list[str]:
     assert tokens[-1] == manifest["eot_token"]
     ends = np.flatnonzero(tokens == manifest["eot_token"])
     starts = np.concatenate([[0], ends[:-1] + 1])
-    encoding = get_encoding(manifest["tokenizer"])
+    encoding = get_tokenizer(manifest["tokenizer"]).encoding
     return [encoding.decode(tokens[s:e].tolist()) for s, e in zip(starts, ends)]

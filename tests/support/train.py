@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 from tests.support import REPO_ROOT, SHARED_DATA
 from tests.support.loopback_netns import shared_netns
@@ -26,7 +26,7 @@ TINY = ["--config", str(REPO_ROOT / "configs" / "tiny-cpu.yaml"),
 
 def make_shards(folder: Path, train_shards: int = 2) -> Path:
     """Tokenize real web text (the dclm sample) with tiktoken's GPT-2 BPE into val + train shards + manifest."""
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     documents = [json.loads(line)["text"] for line in SHARED_TEXT.read_text().splitlines() if line.strip()]
     tokens = []
     for text in documents:

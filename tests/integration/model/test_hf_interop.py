@@ -12,7 +12,7 @@ from model.checkpoint.layout import CheckpointError
 from model.convert import export_to_hf, gpt_from_hf
 from model.gpt import GPT, GPTConfig
 from model.checkpoint.weights import load_model, save_weights
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 VOCAB = 1000  # not a multiple of 64: the padded columns are exercised
 
@@ -82,7 +82,7 @@ def test_export_writes_gpt2_tokenizer_that_autotokenizer_loads_offline(tmp_path)
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "config.json", "model.safetensors"):
         assert (tmp_path / name).is_file(), name
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     text = "Hello world!  Pretraining 大语言模型 costs 1,000 GPU-hours.\n\n<|endoftext|>Next document 🙂"
     assert tokenizer(text)["input_ids"] == encoding.encode(text, allowed_special="all")
     assert tokenizer.eos_token_id == 50256 and tokenizer.model_max_length == 32

@@ -15,7 +15,7 @@ from model.generate import apply_repetition_penalty, filter_top_k, filter_top_p,
 from model.gpt import GPT, GPTConfig
 from model.sample import write_text_stream
 from model.checkpoint.weights import save_weights
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 VOCAB = 1000
 
@@ -114,7 +114,7 @@ def test_padded_vocabulary_is_never_sampled():
 
 
 def test_streamed_text_decodes_multibyte_characters_split_across_tokens():
-    enc = get_encoding("gpt2")
+    enc = get_tokenizer("gpt2").encoding
     text = "你好，世界！🙂 café"
     tokens = enc.encode(text)
     assert any(not _is_complete_utf8(enc.decode_single_token_bytes(t)) for t in tokens)  # the case under test
@@ -139,7 +139,7 @@ def test_sample_cli_streams_the_greedy_continuation(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=50257, n_layer=2, n_head=2, n_embd=32)).eval()
     save_weights(model, tmp_path / "run" / "checkpoints" / "step_000001" / "model")
-    enc = get_encoding("gpt2")
+    enc = get_tokenizer("gpt2").encoding
     prompt = "Once upon a time 很久以前"
     result = run_sample("--checkpoint", str(tmp_path / "run"), "--prompt", prompt, "--max-new-tokens", "20",
                         "--temperature", "0", "--device", "cpu", "--num-samples", "2", "--top-k", "40",

@@ -21,7 +21,7 @@ import pytest
 
 from model.data.mixture import MixtureSampler, MixtureSource
 from pipeline.shards import build_manifest, file_sha256, shard_entry, shard_name, write_manifest, write_shard
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 from tests.support.train import (REPO_ROOT, SHARED_TEXT, TINY, descendants, read_metrics, run_train, step_losses,
                                  train_command, train_env)
 
@@ -47,7 +47,7 @@ def write_folder(folder: Path, tokens: np.ndarray, train_tokens: int, tokenizer:
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
     """Three folders of different real web documents (the dclm sample split three ways), GPT-2 BPE."""
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     documents = [json.loads(line)["text"] for line in SHARED_TEXT.read_text().splitlines() if line.strip()]
     root = tmp_path_factory.mktemp("sources")
     folders = {}

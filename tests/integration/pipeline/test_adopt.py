@@ -10,14 +10,14 @@ import pytest
 
 from model.data.batches import TokenBatches
 from pipeline.shards import HEADER_BYTES, MANIFEST_NAME, file_sha256, open_shard, write_shard
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 
 @pytest.fixture(scope="module")
 def llmc_folder(tmp_path_factory, shared_data):
     """Real web text tokenized the way llm.c's dev/data/fineweb.py does (end-of-text *before* each document),
     written by the project's own shard writer under llm.c's names, and no manifest."""
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     lines = (shared_data / "text" / "dclm_majority_data.jsonl").read_text().splitlines()[:60]
     documents = [[encoding.eot_token, *encoding.encode_ordinary(json.loads(line)["text"])] for line in lines]
     folder = tmp_path_factory.mktemp("llmc") / "edu_fineweb"
@@ -41,7 +41,7 @@ def test_adopted_folder_is_read_by_inspect_and_the_loader(llmc_folder, tmp_path)
     assert [(e["file"], e["split"]) for e in manifest["shards"]] == [
         ("edu_fineweb_val_000000.bin", "val"), ("edu_fineweb_train_000001.bin", "train"),
         ("edu_fineweb_train_000002.bin", "train")]
-    eot = get_encoding("gpt2").eot_token
+    eot = get_tokenizer("gpt2").encoding.eot_token
     for entry in manifest["shards"]:
         tokens = open_shard(folder / entry["file"])
         assert entry["tokens"] == len(tokens)

@@ -269,7 +269,7 @@ def test_unknown_language_code_is_one_line(tmp_path, code, closest):
 
 # ---- 9: the validation split's cap ---------------------------------------------------------------------------------
 def test_one_huge_document_does_not_become_the_validation_split(tmp_path):
-    from pipeline.tokenizer.encodings import get_encoding
+    from pipeline.tokenizer import get_tokenizer
 
     small = documents(5)
     huge = " ".join(documents(300, start=100))  # one document of ~100k tokens among five small ones
@@ -279,7 +279,7 @@ def test_one_huge_document_does_not_become_the_validation_split(tmp_path):
     m = manifest(tmp_path / "out")
     val = sum(e["tokens"] for e in m["shards"] if e["split"] == "val")
     total = sum(e["tokens"] for e in m["shards"])
-    encoding = get_encoding("gpt2")  # tiktoken's GPT-2 BPE from the offline copy prepare uses
+    encoding = get_tokenizer("gpt2").encoding  # tiktoken's GPT-2 BPE from the offline copy prepare uses
     assert total == sum(len(encoding.encode_ordinary(t)) + 1 for t in small + [huge])  # no token lost
     assert val <= 0.10 * total, f"validation holds {val / total:.1%} of the tokens; the cap is 10%"
 

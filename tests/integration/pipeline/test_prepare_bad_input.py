@@ -14,7 +14,8 @@ import tiktoken
 
 from gptstack.errors import InputError
 from pipeline.shards import file_sha256, open_shard, read_manifest
-from pipeline.tokenizer.encodings import check_fits_uint16, get_encoding
+from pipeline.tokenizer import get_tokenizer
+from pipeline.tokenizer.encodings import check_fits_uint16
 from tests.support import REPO_ROOT
 
 GOOD = ["First good document.", "Second good document, with ünïcode.", "Third one\nover two lines."]
@@ -57,7 +58,7 @@ def rejected_records(out: Path) -> list[dict]:
 def test_good_records_survive_bad_ones(bad_jsonl_run):
     _, out, _ = bad_jsonl_run
     tokens = np.concatenate([open_shard(out / e["file"]) for e in read_manifest(out)["shards"]])
-    text = get_encoding().decode(tokens.tolist())
+    text = get_tokenizer().encoding.decode(tokens.tolist())
     assert text.endswith("<|endoftext|>")
     assert sorted(text.split("<|endoftext|>")[:-1]) == sorted(GOOD)  # all of them, in shuffled order
 
@@ -163,7 +164,7 @@ def test_bad_option_values(tmp_path):
 
 
 def test_tokenizer_beyond_uint16_is_refused():
-    gpt2 = get_encoding("gpt2")
+    gpt2 = get_tokenizer("gpt2").encoding
     check_fits_uint16(gpt2)  # 50,257 ids fit
     big = tiktoken.Encoding(name="gpt2-plus", pat_str=gpt2._pat_str, mergeable_ranks=gpt2._mergeable_ranks,
                             special_tokens={"<|endoftext|>": 50256, "<|extra|>": 70000})

@@ -11,7 +11,7 @@ from pipeline.read.corpora import sample_zh_corpus_path
 from pipeline.prepare import main as prepare_main
 from pipeline.read.readers import SegmentedNewsReader, split_articles, untag_segmented_line
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 TAG = re.compile(r"/[A-Za-z]{1,4}(?![A-Za-z])")
 SPACE_IN_CHINESE = re.compile(r"[\u4e00-\u9fff][ \t\u3000]+[\u4e00-\u9fff]")  # (paragraphs end in \n)
@@ -51,7 +51,7 @@ def test_prepare_sample_zh_gives_chinese_shards(tmp_path, capsys):
     assert manifest["corpus"] == "sample-zh" and manifest["skipped"] == {}
     assert manifest["totals"]["documents"] > 3000 and manifest["totals"]["tokens"] > 3_000_000
     assert [s["file"] for s in manifest["shards"]] == ["val_000000.bin", "train_000001.bin", "train_000002.bin"]
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     tokens = np.concatenate([open_shard(out / s["file"]) for s in manifest["shards"]])
     text = encoding.decode(tokens.tolist())
     chinese = sum("\u4e00" <= c <= "\u9fff" for c in text)

@@ -18,7 +18,7 @@ from pipeline.clean.run import clean
 from pipeline.clean.words import SharedWordTokenizer
 from pipeline.prepare import main as prepare_main
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 
 LANGUAGES = ["zh", "ja", "ko", "de", "fr", "es", "ru", "pt", "it", "ar", "vi"]
 FILTER_STEPS = ("gopher_repetition", "fineweb_quality", "gopher_quality")
@@ -169,7 +169,7 @@ def test_prepare_a_chinese_crawl_into_chinese_shards(shared_data, tmp_path):
                   "--output", str(out), "--workers", "1", "--val-tokens", "0"])
     manifest = read_manifest(out)
     assert manifest["cleaning"]["languages"] == ["zh"] and manifest["dedup"]["config"]["per_language"] == "fineweb2"
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     text = encoding.decode(np.concatenate([open_shard(out / s["file"]) for s in manifest["shards"]]).tolist())
     documents = [d for d in text.split("<|endoftext|>") if d.strip()]
     assert len(documents) == manifest["totals"]["documents"] > 80

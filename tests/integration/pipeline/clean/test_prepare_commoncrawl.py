@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from pipeline.shards import open_shard, read_manifest, shard_paths
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 from tests.support import REPO_ROOT
 
 
@@ -28,7 +28,7 @@ def test_prepare_commoncrawl_writes_clean_shards_and_report(shared_data, tmp_pat
     assert report["accounting_ok"] and (out / "cleaning" / "report.md").is_file()
     assert (out / "cleaning" / "report.png").is_file() and (out / "cleaning" / "excluded").is_dir()
 
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     tokens = np.concatenate([open_shard(p) for split in ("val", "train") for p in shard_paths(out, split)])
     text = encoding.decode(tokens.tolist())
     documents = [d for d in text.split("<|endoftext|>") if d]

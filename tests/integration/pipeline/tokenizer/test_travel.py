@@ -16,7 +16,7 @@ import pytest
 from model.bits_per_byte import token_byte_lengths
 from pipeline.tokens.block_encoder import encode_stream
 from pipeline.shards import open_shard, read_manifest
-from pipeline.tokenizer.encodings import get_encoding
+from pipeline.tokenizer import get_tokenizer
 from pipeline.tokenizer.folder import load_tokenizer_folder
 
 from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train
@@ -106,7 +106,7 @@ def test_train_sample_and_export_use_the_tokenizer_without_a_flag(shards, tmp_pa
     model = GPT2LMHeadModel.from_pretrained(hf).eval()
     assert tokenizer.eos_token_id == model.config.eos_token_id == VOCAB - 8
     ids = tokenizer(prompt, return_tensors="pt").input_ids
-    assert ids[0].tolist() == get_encoding(str(shards / "tokenizer")).encode_ordinary(prompt)
+    assert ids[0].tolist() == get_tokenizer(str(shards / "tokenizer")).encode(prompt)
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     assert tokenizer.decode(out[0]) == sampled.stdout.rstrip("\n")
@@ -127,7 +127,7 @@ def test_config_with_another_vocabulary_is_refused(shards, tmp_path):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_block_encoder_gives_tiktokens_ids_in_order(threads):
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     texts = ["Hello world", "", "a <|endoftext|> b", "中文分词 \ud800 lone surrogate", "word " * 3000] * 40
     blocks = list(encode_stream(encoding, iter(texts), threads, block_chars=1000))
     tokens = np.concatenate([b[0] for b in blocks])
@@ -138,7 +138,7 @@ def test_block_encoder_gives_tiktokens_ids_in_order(threads):
 
 
 def test_token_bytes_add_up_to_the_text():
-    encoding = get_encoding("gpt2")
+    encoding = get_tokenizer("gpt2").encoding
     lengths = token_byte_lengths(encoding, 50304)
     text = "Bits per byte: 每个字节多少比特 🙂"
     assert int(lengths[encoding.encode_ordinary(text)].sum()) == len(text.encode())

@@ -11,7 +11,7 @@ from model.data.mixture import MixtureError
 from model.data.mixture_batches import (MixtureBatches, SourceSpec, check_one_tokenizer, parse_data_argument,
                                 source_specs)
 from gptstack.errors import ShardError
-from pipeline.shards import build_manifest, file_sha256, shard_entry, write_manifest, write_shard
+from pipeline.shards import ShardFolder, build_manifest, file_sha256, shard_entry, write_manifest, write_shard
 
 SEQ_LEN = 16
 # Token values are global positions, distinct across all folders: the first token of a row names its window
@@ -70,10 +70,12 @@ def test_data_argument_and_source_entries():
 
 
 def test_two_tokenizers_are_refused_in_one_line(specs, tmp_path):
-    assert check_one_tokenizer(specs)["tokenizer"] == "gpt2"
+    folders = [ShardFolder(spec.dir) for spec in specs]
+    check_one_tokenizer(specs, folders)  # one tokenizer: accepted
+    assert {folder.tokenizer_record()["name"] for folder in folders} == {"gpt2"}
     other = SourceSpec("cl100k", str(make_folder(tmp_path, "cl", 60_000, 1000, tokenizer="cl100k_base")), 0.5)
     with pytest.raises(ShardError) as refused:
-        check_one_tokenizer([*specs, other])
+        check_one_tokenizer([*specs, other], [*folders, ShardFolder(other.dir)])
     message = str(refused.value)
     assert "\n" not in message and "'cl100k_base'" in message and "'gpt2'" in message and "zh" in message
 
