@@ -1,21 +1,30 @@
-"""One `pipeline.prepare` at a time per output folder: an advisory lock on OUTPUT/.prepare-work/lock.
+"""One run per folder: the advisory lock that `pipeline.prepare` takes on OUTPUT/.prepare-work/lock and the trainer
+(rank 0) on RUN_DIR/.lock, held until the process exits.
 
-Two runs into one folder would share `.prepare-work/`: the second would resume the first's half-written stages, both
-would write the same task files, and the one that commits first would delete the work folder under the other. So the
-main process takes `fcntl.flock` on `.prepare-work/lock` before it reads or cleans anything else there, and holds it
-until it exits. A second run refuses at once with one line naming the holder (pid, host, start, command).
+Two prepares into one folder would share `.prepare-work/` (the second resuming the first's half-written stages, the
+first commit deleting the work folder under the other); two trainers in one run folder would interleave their
+metrics and checkpoints and prune each other's saves. So the process takes `fcntl.flock` on the lock file before it
+reads or cleans anything else there, and a second one refuses at once with one line naming the holder.
 
-Why flock: the kernel releases it when the last process holding the open file ends, whatever the way (exit, kill -9,
-out-of-memory killer), so a killed run leaves no lock to delete by hand; the next run takes it over and says so. The
-workers a local executor forks share the lock with their parent (same open file): while an orphaned worker of a
-killed run still writes, the folder stays locked. The lock file goes with the work folder when a run commits (the
-output folder holds only shards, manifest and companions); a run that opened it just before is not fooled: after
-locking, it checks that the file it locked is still the one at that path, and starts over if not.
+Why flock: the kernel releases it when the last process holding the open file ends, whatever the way (exit,
+kill -9, out-of-memory killer), so a killed run leaves no lock to delete by hand; the next run takes it over and says
+so (`took_over`: the record the dead holder left). The workers a local executor forks share the lock with their
+parent (same open file): while an orphaned worker of a killed prepare still writes, the folder stays locked, and a
+new run that finds the holder's main process dead waits `orphan_grace` seconds for those workers to notice
+(pipeline/runner/lifeline.py). A lock file that is replaced while we wait for it (prepare's work folder goes away at
+its commit) is noticed: after locking, we check that the file we hold is still the one at that path.
 
-Limits: flock is advisory (only prepare looks at it) and, on some network filesystems (old NFS), local to one node.
-With `--executor slurm` the submitting process holds it only while it submits; the jobs' own runs of prepare take it
-again (and `check_no_slurm_jobs_running` refuses a run while the submitted jobs are queued).
+The file holds the holder's record (pid, host, start, command), written only once the lock is held and emptied at a
+clean end. It is opened with O_NOFOLLOW: a lock path that is a symlink is refused, never followed and truncated.
+
+Limits: flock is advisory (only our commands look at it) and, on some network file systems (old NFS, Lustre
+without its flock mount option), not supported or local to one node. Where locking is not supported the command
+goes on with a warning (refusing would make those file systems unusable), so keep to one run per folder yourself.
 """
+from __future__ import annotations
+
+import atexit
+import errno
 import fcntl
 import json
 import os
@@ -24,64 +33,78 @@ import sys
 import time
 from pathlib import Path
 
-from gptstack.errors import InputError
+from gptstack.errors import GPTStackError
 
-LOCK_NAME = "lock"
-# A run killed with kill -9 leaves its forked workers holding the lock until they notice (pipeline/runner/lifeline.py, about
-# a second; longer on a loaded machine): a run that finds the holder's main process dead waits this long for them.
-ORPHAN_GRACE_SECONDS = 30
+BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
-class OutputLock:
-    """`with OutputLock(output, work) as lock:` holds `work/lock` for the block (creating `work`); `lock.took_over`
-    is the record of a run that died holding it (None when the lock was free and clean)."""
+class FolderBusy(GPTStackError):
+    """Another run holds the folder."""
 
-    def __init__(self, output: Path, work: Path, command: str = "prepare"):
-        self.output, self.path, self.command = Path(output), Path(work) / LOCK_NAME, command
-        self.file, self.took_over = None, None
 
-    def acquire(self) -> "OutputLock":
-        orphans_gone_by = time.monotonic() + ORPHAN_GRACE_SECONDS
+class FolderLock:
+    """`FolderLock(path, folder, command).acquire()` holds `path` (creating its parent) until `release()`, the end
+    of a `with` block, or the end of the process; `took_over` is the record of a run that died holding it."""
+
+    def __init__(self, path: Path, folder: Path, command: str, hint: str = "then run this command again",
+                 orphan_grace: float = 0.0):
+        self.path, self.folder, self.command, self.hint = Path(path), Path(folder), command, hint
+        self.orphan_grace = orphan_grace
+        self.fd: int | None = None
+        self.took_over: dict | None = None
+
+    def acquire(self) -> "FolderLock":
+        give_up_waiting = time.monotonic() + self.orphan_grace
         while True:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            file = open(self.path, "a+", encoding="utf-8")  # never truncated before we hold it: the holder's record
+            fd = self._open()
             try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                record = _read_record(file)
-                file.close()
-                if _holder_died(record) and time.monotonic() < orphans_gone_by:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                record = _read_record(fd)
+                os.close(fd)
+                if e.errno not in BUSY:
+                    print(f"warning: cannot lock {self.path} ({e.strerror}); make sure no other {self.command} uses "
+                          f"{self.folder}", file=sys.stderr)
+                    return self
+                if _holder_died(record) and time.monotonic() < give_up_waiting:
                     time.sleep(0.2)  # its forked workers still share the lock; they exit when they see it gone
                     continue
-                holder = _describe(record)
-                raise InputError(f"{self.output} is in use by another {self.command} ({holder}); wait for it "
-                                 "to finish or stop it, then run this command again") from None
-            except OSError as e:  # a filesystem without locks: say so rather than run unprotected silently
-                file.close()
-                raise InputError(f"{self.path}: cannot lock the output folder ({e.strerror or e})") from None
-            if _same_file(file, self.path):
+                raise FolderBusy(f"{self.folder} is in use by another {self.command} ({describe(record)}); wait for "
+                                 f"it to finish or stop it, {self.hint}") from None
+            if _same_file(fd, self.path):
                 break
-            file.close()  # the file was replaced while we waited for it: lock the one that is there now
-        record = _read_record(file)
-        self.took_over = record or None  # a record left in a lock nobody held: its run died
-        file.seek(0)
-        file.truncate()
-        file.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "command": " ".join(["python -m pipeline.prepare", *sys.argv[1:]])[:500]}))
-        file.flush()
-        self.file = file
+            os.close(fd)  # the file was replaced while we waited for it: lock the one that is there now
+        self.took_over = _read_record(fd) or None  # a record left in a lock nobody held: its run died
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "command": " ".join(sys.argv)[:500]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self.fd = fd
+        atexit.register(self.release)  # any normal exit (an error line included) leaves the file empty
         return self
 
-    def release(self) -> None:
-        if self.file is not None:
-            self.file.seek(0)
-            self.file.truncate()  # an empty record: the run ended cleanly
-            self.file.flush()
-            self.file.close()  # (closing releases the flock)
-            self.file = None
+    def _open(self) -> int:
+        try:  # never truncated before we hold it: it may be the holder's record
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            kind = ("a symbolic link" if e.errno == errno.ELOOP else
+                    "a folder" if e.errno == errno.EISDIR else e.strerror)
+            raise GPTStackError(f"{self.path}: cannot be used as the lock of {self.folder} ({kind}); move it away") \
+                from None
 
-    def __enter__(self) -> "OutputLock":
+    def release(self) -> None:
+        """Empty the file (a clean end) and unlock. The file stays: removing it would race with a new holder."""
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:
+            pass
+        os.close(self.fd)  # (closing releases the flock)
+        self.fd = None
+
+    def __enter__(self) -> "FolderLock":
         return self.acquire()
 
     def __exit__(self, *exc) -> bool:
@@ -89,10 +112,10 @@ class OutputLock:
         return False
 
 
-def _read_record(file) -> dict:
+def _read_record(fd: int) -> dict:
     try:
-        file.seek(0)
-        record = json.loads(file.read() or "{}")
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        record = json.loads(text) if text else {}
         return record if isinstance(record, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -112,21 +135,22 @@ def _holder_died(record: dict) -> bool:
     return False
 
 
-def _describe(record: dict) -> str:
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+    except OSError:
+        return False
+
+
+def describe(record: dict) -> str:
+    """The holder, as messages name it."""
     if not record:
         return "its details are not written yet"
     where = f"pid {record.get('pid')}" + (f" on {record['host']}" if record.get("host") != socket.gethostname() else "")
     return f"{where}, started {record.get('started', '?')}: {record.get('command', '?')}"
 
 
-def _same_file(file, path: Path) -> bool:
-    try:
-        return os.fstat(file.fileno()).st_ino == os.stat(path).st_ino
-    except OSError:
-        return False
-
-
 def describe_takeover(record: dict) -> str:
-    """The line that says a killed run's lock was taken over (its work resumes as usual)."""
-    return (f"note: an earlier run ({_describe(record)}) ended without finishing; its lock is taken over and its "
+    """The line that says a killed run's lock was taken over (its finished work is reused)."""
+    return (f"note: an earlier run ({describe(record)}) ended without finishing; its lock is taken over and its "
             "finished work is reused")

@@ -38,6 +38,9 @@ from model.data.training_data import TrainingData
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.cli_args import ArgumentParser
 from gptstack.files import check_writable_dir
+from gptstack.folder_lock import FolderLock, describe_takeover
+
+RUN_LOCK = ".lock"  # RUN_DIR/.lock: one trainer per run folder (gptstack/folder_lock.py)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,11 +121,12 @@ class Trainer:
                 check_token_range(folder, self.gpt_config.vocab_size)
         self.data_fingerprint = self.data.fingerprint()
         if self.is_main:
-            # One trainer per run folder (model/runlock.py); under it, unfinished saves go before anything
+            # One trainer per run folder (gptstack/folder_lock.py); under it, unfinished saves go before anything
             # counts the folder's checkpoints or free space.
-            from model.runlock import RunLock
             check_writable_dir(self.run_dir, "run folder", ConfigError)
-            self.lock = RunLock(self.run_dir).acquire()
+            self.lock = FolderLock(self.run_dir / RUN_LOCK, self.run_dir, "trainer", hint="or give another --run-dir")
+            if self.lock.acquire().took_over:
+                print(describe_takeover(self.lock.took_over), flush=True)
             ckpt.remove_unfinished_saves(self.run_dir)
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir, say=print if self.is_main else None)
         self.resume_state = None

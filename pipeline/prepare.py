@@ -36,7 +36,7 @@ from pipeline.runner.executors import (ExecutorFactory, ExecutorSettings, check_
                                 size_tasks, tokenizer_threads)
 from gptstack.files import check_writable_dir
 from pipeline.inspect import print_summary
-from gptstack.folder_lock import OutputLock, describe_takeover
+from gptstack.folder_lock import FolderLock, describe_takeover
 from pipeline.tokens.pack import pack_shards
 from pipeline.prepare_args import WORK_FOLDER, parse_args
 from pipeline.runner.progress import folder_bytes
@@ -48,11 +48,13 @@ from pipeline.tokens.shuffle import shuffle_stages
 from pipeline.runner.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.runner.tasklog import is_disk_full
 from pipeline.tokens.tokenize_step import TokenizeToStream
-from pipeline.tokenizer import get_tokenizer
-from pipeline.tokenizer import COPY_DIR
+from pipeline.tokenizer import COPY_DIR, get_tokenizer
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 
+# A run killed with kill -9 leaves its forked workers holding the lock until they notice (pipeline/runner/lifeline.py,
+# about a second; longer on a loaded machine): a run that finds the holder's main process dead waits this long.
+ORPHAN_GRACE_SECONDS = 30
 
 def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup: DedupConfig | None,
                  tokenize: TokenizeToStream, tokenizer_spec: str, work: Path, tasks: int, seed: int,
@@ -112,7 +114,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     check_writable_dir(output, "--output", InputError)  # the first thing written
     # One run per output folder, taken before anything in the work folder is read, reused or cleaned; a killed run's
     # lock is free again (gptstack/folder_lock.py).
-    lock = held.enter_context(OutputLock(output, work))
+    lock = held.enter_context(FolderLock(work / "lock", output, "prepare", orphan_grace=ORPHAN_GRACE_SECONDS))
     if lock.took_over:
         print(describe_takeover(lock.took_over))
 
