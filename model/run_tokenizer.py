@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from model.checkpoint.layout import STATE_FILE, CheckpointError
+from model.config import ConfigError
 from gptstack.errors import GPTStackError
 from pipeline.shards import ShardFolder
 from pipeline.tokenizer import COPY_DIR, Tokenizer, get_tokenizer, stored_tokenizer, tokenizer_label
@@ -31,8 +32,6 @@ def sized_model_config(gpt_config, configured_vocab_size: int | None, tokenizer:
     """The model config with the tokenizer's vocabulary; a config that names another size is refused (one line)."""
     vocab_size = tokenizer.vocab_size
     if configured_vocab_size is not None and configured_vocab_size != vocab_size:
-        from model.config import ConfigError
-
         raise ConfigError(f"{data_dir}: the shards' tokenizer {tokenizer.label!r} has {vocab_size:,} tokens "
                           f"but the config sets model.vocab_size={configured_vocab_size:,}; remove model.vocab_size "
                           f"(the manifest sizes the embedding) or prepare the data with the matching tokenizer")

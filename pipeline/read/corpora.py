@@ -27,6 +27,7 @@ from datatrove.utils.logging import logger
 
 from gptstack.errors import InputError
 from pipeline.read.readers import CheckedJsonlReader, CheckedParquetReader, SegmentedNewsReader, WikiSummariesReader
+from pipeline.read.warc import WARC_SUFFIXES, CheckedWarcReader
 
 
 @dataclass
@@ -227,7 +228,6 @@ def local_readers(options: SourceOptions, rejected_folder: str) -> list[Pipeline
 @register_corpus("commoncrawl", "raw web crawls: --input PATHS of WARC files (.warc, .warc.gz; files, folders, "
                  "globs, s3://... URLs), cleaned with FineWeb's recipe (--recipe, --languages)", uses=("input",))
 def commoncrawl_readers(options: SourceOptions, rejected_folder: str) -> list[PipelineStep]:
-    from pipeline.read.warc import WARC_SUFFIXES, CheckedWarcReader  # (imports the cleaning steps: only here)
 
     if not options.input:
         raise InputError("--corpus commoncrawl needs --input PATHS (WARC files, folders, globs or s3:// URLs)")
@@ -238,7 +238,6 @@ def commoncrawl_readers(options: SourceOptions, rejected_folder: str) -> list[Pi
 def corpus_of_files(patterns: str) -> str:
     """The corpus whose readers read the files `patterns` names: commoncrawl for WARC files, local for jsonl and
     parquet (for `python -m pipeline.clean`, which takes either); InputError for a mix of both."""
-    from pipeline.read.warc import WARC_SUFFIXES
 
     _, files = expand_input(patterns, WARC_SUFFIXES + tuple(FILE_FORMATS))
     warc = {name.endswith(WARC_SUFFIXES) for name in files}

@@ -14,6 +14,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from gptstack.errors import GPTStackError
+from pipeline.read.progress import PROGRESS_FOLDER, read_progress
 from pipeline.runner.stages import Stage
 
 
@@ -85,7 +86,6 @@ def _run_reading(executor, stage: Stage, run: Callable | None, shares: list[int]
     """The read stage's bar: bytes of the input files read (each task's progress file; a finished task's whole
     share, from its completion marker, so the bar moves even where the progress files are not seen), an ETA, and
     documents read and tasks finished beside it."""
-    from pipeline.read.progress import PROGRESS_FOLDER, read_progress
 
     start = time.time()
     thread, stats, failure = _start(executor, run)

@@ -15,6 +15,7 @@ from typing import Iterator
 from pipeline.tokenizer.train import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, DEFAULT_SEED, PATTERNS, TrainSettings, train_tokenizer
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
+from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.tokenizer.folder import load_tokenizer_folder
 
 RAW_HTML_CORPORA = ("commoncrawl",)  # their documents are web pages that only the cleaning recipe turns into text
@@ -23,8 +24,6 @@ RAW_HTML_CORPORA = ("commoncrawl",)  # their documents are web pages that only t
 def corpus_texts(corpus: str, input_path: str | None, text_key: str, subset: str | None = None,
                  hub_mirror: str | None = None) -> Iterator[str]:
     """The texts of a corpus, read in one process through prepare's own (checked) datatrove readers."""
-    from pipeline.read.corpora import SourceOptions, corpus_readers
-
     if corpus in RAW_HTML_CORPORA:
         raise InputError(f"--corpus {corpus}: raw web pages must be cleaned first; train with "
                          f"`python -m pipeline.prepare --corpus {corpus} --tokenizer train --vocab-size N` instead")

@@ -25,7 +25,7 @@ from typing import Iterable
 from tqdm import tqdm
 
 from gptstack.errors import InputError
-from pipeline.tokenizer.folder import MAX_IDS, SPECIAL_TOKENS
+from pipeline.tokenizer.folder import MAX_IDS, SPECIAL_TOKENS, load_tokenizer_folder, write_tokenizer_folder
 
 # Split patterns: text is cut into pieces by this regex first, and merges never cross a piece boundary.
 PATTERNS = {
@@ -189,8 +189,6 @@ def training_info(sample: Sample, settings: TrainSettings, source: str) -> dict:
 
 def train_tokenizer(texts: Iterable[str], settings: TrainSettings, output, source: str, progress: bool = True):
     """Sample, train and write the tokenizer folder `output` (atomically); returns the loaded, verified folder."""
-    from pipeline.tokenizer.folder import load_tokenizer_folder, write_tokenizer_folder
-
     settings.check()
     sample = sample_documents(texts, settings.max_chars, settings.seed, progress)
     if not sample.texts:
