@@ -5,8 +5,8 @@
                 their training sample: English web (DCLM's Common Crawl documents), English Wikipedia (a seeded 10%
                 of the sample corpus), Chinese web (zh-web-A.warc.gz cleaned by `pipeline.clean`, language zh)
   patterns      the same at 32k for the GPT-2, GPT-4 and nanochat split patterns
-  trainers      rustbpe (what pipeline/tokenizer/train.py uses) against Hugging Face tokenizers' BpeTrainer on the same sample
-                and settings: seconds, how many tokens both learn, whether two runs give the same files
+  trainers      rustbpe (what pipeline/tokenizer/train.py uses) against Hugging Face tokenizers' BpeTrainer on the same
+                sample and settings: seconds, how many tokens both learn, whether two runs give the same files
   stage         tokens/s of the tokenize stage (pipeline.tokens.tokenize_step.TokenizeToStream, writing its stream) with
                 GPT-2 and with the trained 32k tokenizer, against tiktoken's parallel limit on the same cores:
                 N threads each running encode_ordinary over one contiguous block of the documents
@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from datatrove.data import Document  # noqa: E402
 
-from pipeline.tokenizer.train import PATTERNS, TrainSettings, sample_documents, train_ranks, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.train import (PATTERNS, TrainSettings, sample_documents, train_ranks,  # noqa: E402
+                                      train_tokenizer)
 from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.tokens.tokenize_step import TokenizeToStream, task_stream_paths  # noqa: E402
 from pipeline.tokenizer import get_tokenizer  # noqa: E402
@@ -198,7 +199,8 @@ def main():
     data = {"command": "python bench/bench_tokenizer.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
             "training_text": {"documents": len(train_texts), "chars": sum(map(len, train_texts))},
             "heldout": {k: {"documents": len(v), "chars": sum(map(len, v))} for k, v in heldout.items()},
-            "compression": {"GPT-2 (50,257)": compression(get_tokenizer("gpt2").encoding, heldout)}, "train_seconds": {}}
+            "compression": {"GPT-2 (50,257)": compression(get_tokenizer("gpt2").encoding, heldout)},
+            "train_seconds": {}}
     folders = {}
     for vocab in (32768, 65536):
         folder, seconds = train_folder(train_texts, vocab, "gpt4", work)

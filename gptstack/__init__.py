@@ -3,7 +3,8 @@
 The code itself lives in the packages `pipeline` (data), `model` (training, sampling, export), `cluster` (ranks
 from Slurm/torchrun) and `configs` (the YAML files read at run time).
 """
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("gptstack")

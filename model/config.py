@@ -26,10 +26,10 @@ from typing import Mapping, Sequence
 import yaml
 
 import configs
-from model.gpt import GPTConfig, ModelConfigError, count_parameters
-from model.data.mixture_batches import sources_value
 from gptstack.errors import GPTStackError
 from gptstack.files import atomic_write
+from model.data.mixture_batches import sources_value
+from model.gpt import GPTConfig, ModelConfigError, count_parameters
 
 
 class ConfigError(GPTStackError):

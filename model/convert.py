@@ -21,13 +21,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2Tokenizer
 
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, exit_with_error
 from model.checkpoint.layout import CheckpointError
+from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
 from model.gpt import GPT, GPTConfig
 from model.model_card import write_export_extras
 from model.run_tokenizer import weights_tokenizer
-from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
-from gptstack.cli_args import ArgumentParser
-from gptstack.errors import GPTStackError, exit_with_error
 from pipeline.tokenizer import Tokenizer, get_tokenizer
 from pipeline.tokenizer.encodings import gpt2_bpe_files
 

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+
 class ModelConfigError(ValueError):
     """A model configuration that cannot be built (unknown name, heads that do not divide the width...)."""
 

@@ -121,6 +121,7 @@ class MetricsLogger:
         self.file = open(self.path, "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+
             # purge_step drops events a killed run logged after the checkpoint we resume from.
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resumed_step + 1 if resumed_step else None)
             record_config(self.writer, self.run_dir / "config.yaml", resumed_step)

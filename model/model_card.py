@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from model.gpt import GPT
 from gptstack.files import atomic_write
+from model.gpt import GPT
 
 GENERATION_CONFIG = "generation_config.json"
 MODEL_CARD = "README.md"

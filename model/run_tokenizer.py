@@ -12,9 +12,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from gptstack.errors import GPTStackError
 from model.checkpoint.layout import STATE_FILE, CheckpointError
 from model.config import ConfigError
-from gptstack.errors import GPTStackError
 from pipeline.shards import ShardFolder
 from pipeline.tokenizer import COPY_DIR, Tokenizer, get_tokenizer, stored_tokenizer, tokenizer_label
 

@@ -12,11 +12,11 @@ from typing import TextIO
 import tiktoken
 import torch
 
-from model.generate import generate_stream
-from model.run_tokenizer import weights_tokenizer
-from model.checkpoint.weights import load_model, resolve_checkpoint
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
+from model.checkpoint.weights import load_model, resolve_checkpoint
+from model.generate import generate_stream
+from model.run_tokenizer import weights_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -25,20 +25,20 @@ from pathlib import Path
 import torch
 
 from cluster.env import DistEnv, resolve_dist_env
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, exit_with_error
+from gptstack.files import check_writable_dir
+from gptstack.folder_lock import FolderLock, describe_takeover
 from model import checkpoint as ckpt
+from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
 from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, describe, load_config, save_config
+from model.data.mixture_batches import data_flag_values
+from model.data.training_data import TrainingData
 from model.engine import build_engine, device, init_distributed, seed_everything
 from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
-from model.data.mixture_batches import data_flag_values
-from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
-from model.data.training_data import TrainingData
-from gptstack.errors import GPTStackError, exit_with_error
-from gptstack.cli_args import ArgumentParser
-from gptstack.files import check_writable_dir
-from gptstack.folder_lock import FolderLock, describe_takeover
 
 RUN_LOCK = ".lock"  # RUN_DIR/.lock: one trainer per run folder (gptstack/folder_lock.py)
 

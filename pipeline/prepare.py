@@ -4,11 +4,11 @@
     2. dedup     exact, URL, MinHash                                                   (pipeline/dedup/)
                  (a recipe with `dedup.after: STEP` runs dedup right after that step, then its later steps as
                  a `filter` stage: FineWeb-2's order, language ID -> dedup -> quality filters)
-    3. shuffle   seeded, whole corpus                                                  (pipeline/tokens/shuffle.py)
-    4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)  (pipeline/tokens/tokenize_step.py,
-                                                                                   prepare_tokenizer.py)
+    3. shuffle   seeded, whole corpus                                                 (pipeline/tokens/shuffle.py)
+    4. tokenize  tiktoken, one stream per task (--tokenizer train: BPE learnt first)
+                                                          (pipeline/tokens/tokenize_step.py, pipeline/tokenizer/plan.py)
     5. pack      val_000000.bin, train_000001.bin, ...; then commit: shards renamed in,
-                 manifest.json last                                                    (pipeline/tokens/pack.py, shards.py)
+                 manifest.json last                                          (pipeline/tokens/pack.py, pipeline/shards.py)
 
 Steps 1-4 are each a run of the executor writing its own folder (pipeline/runner/stages.py). Everything is first written
 inside OUTPUT/.prepare-work/; an earlier finished output in OUTPUT stays valid until the final commit, which only
@@ -25,30 +25,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gptstack.errors import GPTStackError, InputError, exit_with_error
+from gptstack.files import check_writable_dir
+from gptstack.folder_lock import FolderLock, describe_takeover
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
-from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.clean.chain import CleaningPlan
 from pipeline.dedup import (DEDUP_FILTER_STAGE, DUPLICATES_FOLDER, DedupConfig, dedup_enabled, dedup_report,
                             dedup_stages, parse_dedup_section)
 from pipeline.dedup.steps import DedupFilter
-from gptstack.errors import GPTStackError, InputError, exit_with_error
-from pipeline.runner.executors import (ExecutorFactory, ExecutorSettings, check_no_slurm_jobs_running, report_submitted,
-                                size_tasks, tokenizer_threads)
-from gptstack.files import check_writable_dir
 from pipeline.inspect import print_summary
-from gptstack.folder_lock import FolderLock, describe_takeover
-from pipeline.tokens.pack import pack_shards
 from pipeline.prepare_args import WORK_FOLDER, parse_args
-from pipeline.runner.progress import folder_bytes
-from pipeline.tokenizer.plan import (manifest_tokenizer, plan_tokenizer, tokenizer_companion, tokenizer_fingerprint,
-                                       train_on_shuffled)
+from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.read.readers import SKIP_REASONS, LimitDocuments, count_skipped
-from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
-from pipeline.tokens.shuffle import shuffle_stages
+from pipeline.runner.executors import (ExecutorFactory, ExecutorSettings, check_no_slurm_jobs_running, report_submitted,
+                                       size_tasks, tokenizer_threads)
+from pipeline.runner.progress import folder_bytes
 from pipeline.runner.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.runner.tasklog import is_disk_full
-from pipeline.tokens.tokenize_step import TokenizeToStream
+from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
 from pipeline.tokenizer import COPY_DIR, get_tokenizer
+from pipeline.tokenizer.plan import (manifest_tokenizer, plan_tokenizer, tokenizer_companion, tokenizer_fingerprint,
+                                     train_on_shuffled)
+from pipeline.tokens.pack import pack_shards
+from pipeline.tokens.shuffle import shuffle_stages
+from pipeline.tokens.tokenize_step import TokenizeToStream
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 

@@ -4,14 +4,14 @@ Kept apart from pipeline/prepare.py so that the orchestration there reads as its
 """
 import argparse
 
-from pipeline.clean import add_cli_arguments
 from gptstack.cli_args import ArgumentParser
-from pipeline.read.corpora import CORPORA
-from pipeline.dedup import add_dedup_arguments
 from gptstack.errors import InputError
+from pipeline.clean import add_cli_arguments
+from pipeline.dedup import add_dedup_arguments
+from pipeline.read.corpora import CORPORA
 from pipeline.runner.executors import MAX_DEFAULT_TASKS, add_executor_arguments
-from pipeline.tokens.pack import VAL_MAX_FRACTION
 from pipeline.tokenizer.plan import add_tokenizer_arguments
+from pipeline.tokens.pack import VAL_MAX_FRACTION
 from pipeline.tokens.shuffle import add_shuffle_arguments
 
 WORK_FOLDER = ".prepare-work"  # inside the output folder: everything is written here first, then committed

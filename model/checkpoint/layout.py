@@ -122,7 +122,8 @@ def verify(checkpoint: Path) -> str | None:
             return f"{file} is missing"
         actual = file.stat().st_size
         if actual != size:
-            return f"{file} is {actual:,} bytes, {size:,} when it was saved ({'truncated' if actual < size else 'changed'})"
+            how = "truncated" if actual < size else "changed"
+            return f"{file} is {actual:,} bytes, {size:,} when it was saved ({how})"
     return None
 
 

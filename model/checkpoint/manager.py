@@ -31,13 +31,16 @@ from typing import Callable
 
 import torch
 
-from model.gpt import GPTConfig
 from gptstack.cli_args import ArgumentParser
-from model.checkpoint.rank_state import full_fp32_state_dict, rng_state, set_rng_state
 from gptstack.files import atomic_write, fsync_dir
-from model.checkpoint.layout import (CHECKPOINTS_DIR, MODEL_DIR, WEIGHTS_FILE, STATE_FILE, DEEPSPEED_TAG, UNIVERSAL_TAG, RNG_DIR, SHAPE_FIELDS, CheckpointError, step_dir_name, step_number, is_complete, committed, latest, FILES_LIST, list_files, verify, newest_verified, read_trainer_state)
+from model.checkpoint.layout import (CHECKPOINTS_DIR, DEEPSPEED_TAG, FILES_LIST, MODEL_DIR, RNG_DIR, SHAPE_FIELDS,
+                                     STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed, is_complete,
+                                     latest, list_files, newest_verified, read_trainer_state, step_dir_name,
+                                     step_number, verify)
+from model.checkpoint.rank_state import full_fp32_state_dict, rng_state, set_rng_state
 from model.checkpoint.safe_load import load_tensors, use_safe_checkpoint_engine, verify_files
 from model.checkpoint.weights import save_weights
+from model.gpt import GPTConfig
 
 
 def resolve_resume(resume: str, run_dir: Path, say: Callable[[str], None] | None = print) -> Path | None:

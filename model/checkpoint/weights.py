@@ -13,10 +13,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.checkpoint.layout import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps, holds_weights,
-                              latest)
-from model.gpt import GPT, GPTConfig, ModelConfigError
 from gptstack.files import atomic_write
+from model.checkpoint.layout import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps,
+                                     holds_weights, latest)
+from model.gpt import GPT, GPTConfig, ModelConfigError
 
 CONFIG_FILE = "config.json"
 TIED_COPY = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, tied again on load

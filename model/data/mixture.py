@@ -1,7 +1,7 @@
 """Which source each window of a training mixture comes from: a deterministic, resumable interleave by weight.
 
-A mixture is a list of sources (shard folders), each cut into windows as model/data/batches.py cuts one folder, each with
-a weight. The global stream of training windows is a function of the seed and the global sample counter alone,
+A mixture is a list of sources (shard folders), each cut into windows as model/data/batches.py cuts one folder,
+each with a weight. The global stream of training windows is a function of the seed and the global sample counter alone,
 so, as for one folder, every rank computes its own slice and a run resumed on another number of ranks continues
 the very same stream.
 

@@ -2,8 +2,8 @@
 
 Sources are given as `data.sources` in a config (a list of {dir, weight, name?}) or on the command line as
 `--data zh=data/zh-web:0.6,en=data/fineweb-edu:0.4` (`parse_data_argument`). Each source is cut into windows
-exactly as model/data/batches.py cuts one folder (`TokenBatches(..., shuffle=False).window(w)` is window w of the folder);
-model/data/mixture.py decides which source and which window every item of the global stream is. As with one folder,
+exactly as model/data/batches.py cuts one folder (`TokenBatches(..., shuffle=False).window(w)` is window w of the
+folder); model/data/mixture.py decides which source and which window every item of the global stream is. As with one folder,
 the state is the global sample counter `samples_consumed` (plus the mixture's phase, see model/data/mixture.py), so
 rank r of a step takes items [c + r*B, c + (r+1)*B) and a resume on any number of ranks continues the stream.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import yaml
 
+from gptstack.errors import ShardError
 from model.data.batches import TokenBatches
 from model.data.mixture import MixtureError, MixtureSampler, MixtureSource
-from gptstack.errors import ShardError
 from pipeline.shards import ShardFolder
 from pipeline.tokenizer import same_tokenizer, tokenizer_label
 

@@ -7,7 +7,6 @@ memory-mapped shard), so `inspect` and the trainer refuse the same shards with t
 """
 from __future__ import annotations
 
-
 from gptstack.errors import ShardError
 from pipeline.inspect import token_range_problem
 from pipeline.shards import ShardFolder, open_shard

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
+from gptstack.errors import ShardError
 from model.data.batches import TokenBatches
 from model.data.mixture_batches import MixtureBatches, check_one_tokenizer, source_specs
-from gptstack.errors import ShardError
 from pipeline.shards import ShardFolder
 
 

@@ -4,10 +4,10 @@
   steps.py    the steps: datatrove's classes, made to keep aside every drop and every crash
   langid.py   fastText lid.176 offline, inside datatrove's LanguageFilter
   words.py    the shared, faster word split the Gopher/C4/FineWeb filters use (identical words)
-  warc.py     the WARC reader: every skipped record counted and kept as a pointer
   chain.py    recipe -> CleaningPlan (the datatrove steps, and what the report needs); the --recipe/--languages options
   report.py   report.md / report.png / report.json of a run, read from its stats through the plan
   run.py      `python -m pipeline.clean`: prepare's read stage on its own, cleaning into jsonl without tokenizing
+(The WARC reader that feeds it raw pages is pipeline/read/warc.py.)
 
 Use from a pipeline (this is what `pipeline.prepare` does):
 

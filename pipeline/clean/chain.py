@@ -17,12 +17,11 @@ from datatrove.pipeline.base import PipelineStep
 from pipeline.clean.languages import check_word_tokenizer, load_languages
 from pipeline.clean.multilingual import FILTER_CLASSES, PER_LANGUAGE_CLASSES, judged_languages, per_language_judges
 from pipeline.clean.recipe import Recipe, RecipeError, RecipeStep, load_recipe
-from pipeline.clean.steps import (STEP_CLASSES, CountTokens, GuardedFilter, GuardedTransform, KeptExamples,
-                                  TokenCounter)
-from pipeline.read.readers import exclusion_writer
-from pipeline.tokenizer.tokenizer import Tokenizer
-from pipeline.read.warc import CheckedWarcReader
+from pipeline.clean.steps import STEP_CLASSES, CountTokens, GuardedFilter, GuardedTransform, KeptExamples, TokenCounter
 from pipeline.clean.words import SharedWordTokenizer
+from pipeline.read.readers import exclusion_writer
+from pipeline.read.warc import CheckedWarcReader
+from pipeline.tokenizer.tokenizer import Tokenizer
 
 # Corpora that arrive already cleaned and filtered: no recipe unless asked for. Raw web input gets FineWeb's.
 RECIPE_BY_CORPUS = {"commoncrawl": "fineweb"}

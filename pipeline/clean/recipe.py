@@ -17,11 +17,10 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 import configs
+from gptstack.errors import GPTStackError
 from pipeline.clean.multilingual import PER_LANGUAGE_STEPS, PER_LANGUAGE_VALUES
 from pipeline.clean.steps import STEP_CLASSES, step_parameters
-from gptstack.errors import GPTStackError
 
 RECIPES_DIR = configs.path("recipes")  # packaged with the code (configs/__init__.py), so a wheel finds them too
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from datatrove.utils.stats import PipelineStats
 
-from pipeline.clean import report_data, report_languages
-from pipeline.clean.report_languages import drop_reason, kept_examples, quote, stat_total
-from pipeline.clean.chain import CleaningPlan, is_html_reader
 from gptstack.files import atomic_write
+from pipeline.clean import report_data, report_languages
+from pipeline.clean.chain import CleaningPlan, is_html_reader
+from pipeline.clean.report_languages import drop_reason, kept_examples, quote, stat_total
 
 FAILURE_PREFIX = "error_"
 

@@ -20,15 +20,15 @@ from pathlib import Path
 
 from datatrove.pipeline.writers import JsonlWriter
 
+from gptstack.cli_args import ArgumentParser
+from gptstack.errors import GPTStackError, InputError, exit_with_error
+from gptstack.files import check_writable_dir
 from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
                                   recipe_for)
 from pipeline.clean.report import write_report
 from pipeline.read.corpora import SourceOptions, corpus_of_files, corpus_readers
-from gptstack.cli_args import ArgumentParser
-from gptstack.errors import GPTStackError, InputError, exit_with_error
-from pipeline.runner.executors import ExecutorFactory, ExecutorSettings, size_tasks
-from gptstack.files import check_writable_dir
 from pipeline.read.readers import SKIP_REASONS, LimitDocuments, count_skipped
+from pipeline.runner.executors import ExecutorFactory, ExecutorSettings, size_tasks
 from pipeline.runner.stages import Stage, input_signature, run_stages
 
 STAGE = "clean"

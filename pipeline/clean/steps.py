@@ -8,9 +8,9 @@ Each step is datatrove's own class (same parameters, same decisions) with three 
   * documents carry `token_count` (tiktoken, the --tokenizer) so the report can show tokens in/out per step.
 """
 import contextlib
-from abc import abstractmethod
 import inspect
 import json
+from abc import abstractmethod
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -22,9 +22,9 @@ from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter, SymbolLin
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 
+from gptstack.files import atomic_write
 from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
 from pipeline.clean.langid import OfflineLanguageFilter
-from gptstack.files import atomic_write
 from pipeline.tokenizer.tokenizer import Tokenizer
 
 

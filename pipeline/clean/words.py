@@ -33,7 +33,6 @@ import re
 from datatrove.utils.word_tokenizers import (SpaCyTokenizer, WordTokenizer, load_tokenizer_assignments,
                                              load_word_tokenizer, strip_strings)
 
-
 # spaCy fails on this string inside a memory zone from its second call on, and datatrove then drops it from the
 # text; texts holding it go to datatrove's tokenizer so that they get datatrove's words, whatever spaCy's state.
 STATEFUL_SPACY_FAILURE = "IS_ALPHA"

@@ -17,10 +17,8 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets,
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 
-from pipeline.dedup.config import (ALREADY_DEDUPLICATED_CORPORA, DedupConfig, dedup_enabled,
-                                   parse_dedup_section)
-from pipeline.dedup.steps import (REASONS, ContentSignatures, DedupClusters, DedupFilter, DocumentIds,
-                                  read_summary)
+from pipeline.dedup.config import ALREADY_DEDUPLICATED_CORPORA, DedupConfig, dedup_enabled, parse_dedup_section
+from pipeline.dedup.steps import REASONS, ContentSignatures, DedupClusters, DedupFilter, DocumentIds, read_summary
 from pipeline.runner.stages import SplitByRank, Stage, StageReader, stage_record, stage_writer
 
 DEDUP_FILTER_STAGE = "dedup-filter"

@@ -29,8 +29,8 @@ from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 
-from pipeline.clean.steps import count_by_language
 from gptstack.files import atomic_file, atomic_write
+from pipeline.clean.steps import count_by_language
 
 # Reasons, in the order their pairs are merged: a document's reason is the first kind of match that joined it.
 REASONS = ("exact", "url", "near")

@@ -184,9 +184,8 @@ class CheckedParquetReader(_CheckedFileReader, ParquetReader):
         self._setup(files, rejected_folder)
 
     def read_file(self, filepath: str):
-        import pyarrow.parquet as pq
-
         import pyarrow
+        import pyarrow.parquet as pq
 
         shown_path = self.data_folder.resolve_paths(filepath)
         row = 0

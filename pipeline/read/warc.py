@@ -17,11 +17,10 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import WarcReader
 
-from pipeline.read.charsets import decode_page
-from pipeline.read.readers import exclusion_writer
-from pipeline.read.progress import ReadProgress
 from pipeline.read.blocks import contiguous_block
-from pipeline.read.readers import RejectedRecords
+from pipeline.read.charsets import decode_page
+from pipeline.read.progress import ReadProgress
+from pipeline.read.readers import RejectedRecords, exclusion_writer
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")

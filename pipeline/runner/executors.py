@@ -28,14 +28,14 @@ from pathlib import Path
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
 
+from cluster.env import usable_cpus
 from gptstack.errors import GPTStackError, InputError
 from gptstack.files import atomic_write
+from pipeline.read.progress import PROGRESS_FOLDER, task_shares
 from pipeline.runner.lifeline import mark_main_process
 from pipeline.runner.progress import documents_written, run_with_progress
-from pipeline.read.progress import PROGRESS_FOLDER, task_shares
-from pipeline.runner.tasklog import quiet_console, use_task_logger
 from pipeline.runner.stages import Stage
-from cluster.env import usable_cpus
+from pipeline.runner.tasklog import quiet_console, use_task_logger
 
 EXECUTORS = ("local", "ray", "slurm")
 MAX_DEFAULT_TASKS = 1000  # one task per input file by default, but not more (every task writes files per stage)
@@ -208,8 +208,8 @@ class ExecutorFactory:
                              depends=self.submitted[-1] if self.submitted else None)
 
     def run_stage(self, stage: Stage, logging_dir: str, resume: bool) -> tuple[object, float]:
-        """Run one stage (the `run_stage` of pipeline.runner.stages.run_stages) under a progress bar or, for Slurm, submit
-        it and return at once. Returns (stats, seconds)."""
+        """Run one stage (the `run_stage` of pipeline.runner.stages.run_stages) under a progress bar or, for Slurm,
+        submit it and return at once. Returns (stats, seconds)."""
         executor = self.make(stage.name, stage.steps, stage.tasks, logging_dir, resume)
         if self.settings.executor == "slurm":
             return self.run(executor, stage.name, stage.tasks), 0.0

@@ -2,10 +2,10 @@
 it wrote and writes its own folder.
 
     read (+ clean)  -> documents/          one `<rank>.jsonl.zst` per task
-    dedup           -> dedup/...           signatures -> buckets -> clusters -> filter   (pipeline/dedup/)
+    dedup           -> dedup/...           signatures -> buckets -> clusters -> filter     (pipeline/dedup/)
     filter          -> filtered/           the recipe's steps after `dedup.after`, if it names one (fineweb2)
-    shuffle         -> shuffle/...         scatter by a seeded key -> sort each bucket   (pipeline/tokens/shuffle.py)
-    tokenize        -> tokens/             one token stream per task                     (pipeline/tokens/tokenize_step.py)
+    shuffle         -> shuffle/...         scatter by a seeded key -> sort each bucket     (pipeline/tokens/shuffle.py)
+    tokenize        -> tokens/             one token stream per task                (pipeline/tokens/tokenize_step.py)
 
 Stages that pass documents on write one file per task, `<rank>.jsonl.zst`, and the next stage runs as many tasks and
 reads file `<rank>` back with `StageReader`. Because every reader hands out its input in contiguous blocks, the

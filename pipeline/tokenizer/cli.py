@@ -12,11 +12,12 @@ import sys
 import tempfile
 from typing import Iterator
 
-from pipeline.tokenizer.train import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, DEFAULT_SEED, PATTERNS, TrainSettings, train_tokenizer
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
 from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.tokenizer.folder import load_tokenizer_folder
+from pipeline.tokenizer.train import (DEFAULT_MAX_CHARS, DEFAULT_PATTERN, DEFAULT_SEED, PATTERNS, TrainSettings,
+                                      train_tokenizer)
 
 RAW_HTML_CORPORA = ("commoncrawl",)  # their documents are web pages that only the cleaning recipe turns into text
 

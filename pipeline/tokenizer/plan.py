@@ -16,11 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.tokenizer.train import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, PATTERNS, TrainSettings, train_tokenizer
 from gptstack.errors import InputError
 from pipeline.runner.stages import StageReader
 from pipeline.tokenizer.folder import is_tokenizer_folder, load_tokenizer_folder
 from pipeline.tokenizer.tokenizer import COPY_DIR, Tokenizer, get_tokenizer, looks_like_path
+from pipeline.tokenizer.train import DEFAULT_MAX_CHARS, DEFAULT_PATTERN, PATTERNS, TrainSettings, train_tokenizer
 
 TRAIN = "train"
 

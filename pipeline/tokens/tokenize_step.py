@@ -1,11 +1,11 @@
 """The tokenization stage: documents in, one token stream per datatrove task out.
 
-Each task encodes its documents with tiktoken in blocks on all its threads (pipeline/tokens/block_encoder.py; special-token
-text such as "<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the
+Each task encodes its documents with tiktoken in blocks on all its threads (pipeline/tokens/block_encoder.py;
+special-token text such as "<|endoftext|>" inside a document is encoded as plain text, never as the special id), appends the
 end-of-text id after every document and appends the uint16 tokens to `<rank>.tokens`, and each document's token
 count (end-of-text included) as int64 to `<rank>.doc_tokens`. Both are written atomically (gptstack/files.py): they
-appear when the task ends, so a crashed task leaves nothing that looks finished. `pipeline.tokens.pack` later cuts these
-streams into shards.
+appear when the task ends, so a crashed task leaves nothing that looks finished. `pipeline.tokens.pack` later cuts
+these streams into shards.
 """
 import itertools
 from pathlib import Path
@@ -15,9 +15,9 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from cluster.env import usable_cpus
-from pipeline.tokens.block_encoder import encode_stream
 from gptstack.files import atomic_file
 from pipeline.tokenizer.tokenizer import Tokenizer
+from pipeline.tokens.block_encoder import encode_stream
 
 
 def task_stream_paths(folder, rank: int) -> tuple[Path, Path]:
@@ -32,8 +32,8 @@ class TokenizeToStream(PipelineStep):
     type = "🔢 - TOKENIZER"
 
     def __init__(self, output_folder: str, tokenizer: Tokenizer | None, threads: int | None = None):
-        """`tokenizer`: a tiktoken name or a tokenizer folder (pipeline/tokenizer/encodings.py); `threads`: tiktoken encoding
-        threads (default: the usable CPUs; give each of N parallel tasks CPUs / N)."""
+        """`tokenizer`: the run's Tokenizer (pipeline/tokenizer/tokenizer.py; a trained one is set once it exists);
+        `threads`: tiktoken encoding threads (default: the usable CPUs; give each of N parallel tasks CPUs / N)."""
         super().__init__()
         self.output_folder, self.tokenizer = str(output_folder), tokenizer
         self.threads = threads or usable_cpus()
