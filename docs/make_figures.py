@@ -73,9 +73,9 @@ def next_token_table(run_dir: Path, top: int = 12) -> dict:
     import torch
 
     from model.checkpoint.weights import load_model
-    from pipeline.tokenizer.encodings import get_encoding
+    from pipeline.tokenizer import get_tokenizer
 
-    enc, model = get_encoding("gpt2"), load_model(run_dir)
+    enc, model = get_tokenizer("gpt2").encoding, load_model(run_dir)
     idx = torch.tensor([enc.encode_ordinary(PROMPT)])
     with torch.no_grad():
         logits, _ = model(idx)

@@ -5,7 +5,7 @@
   * `--help` shows each option's default (unless its help text already says it) and the description's and
     epilog's own line breaks, where the examples are.
 
-The one vocabulary the commands share (README "One command"): `--data DIR` is a shard folder (prepare writes it,
+The one vocabulary the commands share (docs/install.md, "One command"): `--data DIR` is a shard folder (prepare writes it,
 inspect/adopt check it, train reads it), `--checkpoint` is our weights side (a run folder, a step folder or a
 weights folder), `--run-dir` a training run's output folder, `--limit N` at most N documents in all.
 """

@@ -51,7 +51,7 @@ class DataSection:
     dir: str | None = None  # shard folder written by `python -m pipeline.prepare` (or --data DIR)
     # or a mixture of folders instead: [{dir, weight, name}] (name defaults to the folder's; or --data
     # NAME=DIR:WEIGHT,...); setting one of dir/sources clears the other; change one weight with
-    # --set data.sources.NAME.weight=W (README "Training on a mixture")
+    # --set data.sources.NAME.weight=W (docs/training.md, "Training on a mixture")
     sources: list | None = None
     seq_len: int = 1024  # tokens per training sequence (<= model block_size)
     seed: int = 1337  # shuffling order of the training windows

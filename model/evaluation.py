@@ -5,7 +5,7 @@ HellaSwag the build-nanogpt way, logged as `hellaswag_acc_token_norm`: each exam
 context (ending tokens only), and the ending with the lowest mean loss is its answer. That is accuracy with the
 log-likelihood normalised by the ending's token count. It is not lm-evaluation-harness's `acc_norm`, which
 normalises by the ending's length in *bytes* and also puts the activity label before the context ("Roof shingle
-removal: A man is ..."), so the two numbers differ; README "Evaluating an exported model" gives the lm-eval command
+removal: A man is ..."), so the two numbers differ; docs/training.md ("Evaluating an exported model") gives the lm-eval command
 for the standard ones. For GPT-2 124M, build-nanogpt's hellaswag.py reports 0.2955 with this metric and
 0.3114 for lm-eval's acc_norm; chance is 0.25.
 """

@@ -1,7 +1,7 @@
 """Text generation: pick the next token from the model's prediction, append it, repeat.
 
 The order of the logit changes follows Hugging Face `generate` (repetition penalty, then temperature, top-k,
-top-p), so the same settings mean the same thing here and there. See the README section "Generating text".
+top-p), so the same settings mean the same thing here and there. See docs/training.md, "Generating text".
 """
 from collections.abc import Iterator
 

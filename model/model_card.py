@@ -133,7 +133,7 @@ A GPT-2-architecture language model pretrained from scratch with gptstack (datat
 | validation bits per byte (compares across tokenizers) | {_number(evaluation.get('val_bpb'))} |
 | HellaSwag accuracy, build-nanogpt's metric (ending with the lowest mean per-token loss; not lm-eval's acc_norm) | {_number(hellaswag)} |
 
-lm-evaluation-harness numbers for this folder: see gptstack's README, "Evaluating an exported model".
+lm-evaluation-harness numbers for this folder: see gptstack's docs/training.md, "Evaluating an exported model".
 
 ## Tokenizer
 

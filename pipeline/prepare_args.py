@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_cli_arguments(parser)  # --recipe, --languages (pipeline/clean)
     add_tokenizer_arguments(parser)  # --tokenizer NAME|PATH|train, --vocab-size ... (pipeline/tokenizer/plan.py)
     add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/runner/executors.py)
-    group = parser.add_argument_group("dedup and shuffle (see README 'Deduplication and shuffling')")
+    group = parser.add_argument_group("dedup and shuffle (see docs/data.md)")
     add_dedup_arguments(group)  # --dedup (pipeline/dedup)
     add_shuffle_arguments(group)  # --seed, --shuffle-buckets (pipeline/tokens/shuffle.py)
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ DEFAULT_RECIPE_HELP = ("fineweb for --corpus commoncrawl (raw web pages), none f
 
 def add_cli_arguments(parser: argparse.ArgumentParser, default_recipe_help: str = DEFAULT_RECIPE_HELP) -> None:
     """--recipe and --languages, for `pipeline.prepare` and `pipeline.clean` (which says its own default)."""
-    group = parser.add_argument_group("cleaning (FineWeb's recipe; see README 'Cleaning web text')")
+    group = parser.add_argument_group("cleaning (FineWeb's recipe; see docs/data.md)")
     group.add_argument("--recipe", default=None, metavar="fineweb|none|PATH",
                        help="cleaning recipe: a built-in name (configs/recipes/NAME.yaml) or a YAML file of your "
                             f"own. Default: {default_recipe_help}")

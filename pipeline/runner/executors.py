@@ -44,7 +44,7 @@ SLURM_JOBS_FILE = "slurm_jobs.json"
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("where it runs (see README 'Preprocessing on a cluster')")
+    group = parser.add_argument_group("where it runs (see docs/clusters.md)")
     group.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="local: processes on this machine; ray: tasks on a running Ray cluster (--ray-address); "
                             "slurm: one job array per stage, chained with dependencies, submitted from here "
@@ -104,7 +104,7 @@ def connect_ray(address: str) -> int:
                 socket.create_connection((host, int(port)), timeout=10).close()
             except OSError as e:
                 raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({e.strerror or e}); "
-                                 "start one with `ray start --head` (see README) or run inside "
+                                 "start one with `ray start --head` (see docs/clusters.md) or run inside "
                                  "`sbatch slurm/prepare.sh`") from None
         try:
             # log_to_driver: task logs already go to logs/<stage>/logs/; configure_logging off keeps our output
@@ -112,7 +112,7 @@ def connect_ray(address: str) -> int:
         except (ConnectionError, RuntimeError, ValueError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({first_line}); start one "
-                             "with `ray start --head` (see README) or run inside `sbatch slurm/prepare.sh`") from None
+                             "with `ray start --head` (see docs/clusters.md) or run inside `sbatch slurm/prepare.sh`") from None
     return int(ray.cluster_resources().get("CPU", 0))
 
 

@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                             f"(default: {DEFAULT_MAX_CHARS:,})")
     train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the sample (default: {DEFAULT_SEED})")
     train.add_argument("--pattern", default=DEFAULT_PATTERN, choices=list(PATTERNS),
-                       help=f"split pattern (default: {DEFAULT_PATTERN}, GPT-4's; see README)")
+                       help=f"split pattern (default: {DEFAULT_PATTERN}, GPT-4's; see docs/tokenizer.md)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     show = commands.add_parser("show", help="verify a tokenizer folder and show what it does to a text")
     show.add_argument("folder")

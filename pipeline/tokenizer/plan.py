@@ -26,7 +26,7 @@ TRAIN = "train"
 
 
 def add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("tokenizer (see README 'Your own tokenizer')")
+    group = parser.add_argument_group("tokenizer (see docs/tokenizer.md)")
     group.add_argument("--tokenizer", default="gpt2",
                        help="gpt2 (default, offline), another tiktoken name (downloads), the path of a tokenizer "
                             "folder (`python -m pipeline.tokenizer train`), or `train`: train a byte-level BPE on "

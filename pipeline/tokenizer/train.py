@@ -7,7 +7,7 @@ Why rustbpe and not Hugging Face `tokenizers`' BpeTrainer: on the same 8.8 M cha
 split pattern, is deterministic run to run, and yields tiktoken's mergeable ranks directly (the format the tokenize
 stage encodes with), whereas `tokenizers` numbers its vocabulary in its own order and needs re-ranking. The
 Hugging Face `tokenizer.json` is derived from the ranks either way (pipeline/tokenizer/folder.py).
-Figures and commands: bench/bench_tokenizer_train.py and README "Your own tokenizer".
+Figures and commands: bench/bench_tokenizer.py and docs/tokenizer.md.
 
 The sample: every document gets a key, BLAKE2b(text) keyed with the seed, and the sample is the documents with the
 smallest keys whose characters fit `max_chars` (kept in a heap while reading, so memory stays about `max_chars`).
