@@ -25,7 +25,7 @@ from pathlib import Path
 import tiktoken
 
 from gptstack.errors import InputError
-from gptstack.files import atomic_write, fsync_dir
+from gptstack.files import atomic_write, flat_folder_files, fsync_dir
 
 FORMAT = "gptstack-tokenizer"
 FORMAT_VERSION = 1
@@ -192,6 +192,7 @@ def load_tokenizer_folder(path) -> TokenizerFolder:
     if not meta_path.is_file():
         raise InputError(f"tokenizer {path}: not a tokenizer folder (no {META_FILE}; make one with "
                          "`python -m pipeline.tokenizer train`)")
+    flat_folder_files(path, f"tokenizer {path}", InputError)  # no link is followed, nothing but plain files is read
     try:
         meta = json.loads(meta_path.read_text())
         files, vocab_size, eot = meta["files"], meta["vocab_size"], meta["eot_token"]

@@ -33,7 +33,7 @@ from pathlib import Path
 import tiktoken
 
 from gptstack.errors import InputError
-from gptstack.files import fsync_dir
+from gptstack.files import atomic_write, copy_file, copy_flat_folder, fsync_dir
 from pipeline.tokenizer.encodings import check_fits_uint16, named_encoding
 from pipeline.tokenizer.folder import (HF_CONFIG_FILE, HF_FILE, META_FILE, TokenizerFolder, is_tokenizer_folder,
                                        load_tokenizer_folder)
@@ -126,10 +126,9 @@ class Tokenizer:
         target = parent / name
         temp = parent / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
-            shutil.copytree(self.folder.path, temp)
-            for file in temp.iterdir():
-                with open(file, "rb+") as handle:
-                    os.fsync(handle.fileno())
+            # plain files only, links never followed: a link planted in the folder would carry its target (a private
+            # file, /dev/zero) into the shard folder and every checkpoint
+            copy_flat_folder(self.folder.path, temp, f"tokenizer {self.folder.path}", InputError)
             if target.exists():
                 old = parent / f".{name}.old-{uuid.uuid4().hex[:8]}"
                 os.rename(target, old)
@@ -147,10 +146,10 @@ class Tokenizer:
         """A folder's Hugging Face files into an export (False for a tiktoken name: not ours to write)."""
         if self.folder is None:
             return False
-        shutil.copyfile(self.folder.path / HF_FILE, Path(folder) / HF_FILE)
+        copy_file(self.folder.path / HF_FILE, Path(folder) / HF_FILE, f"tokenizer {self.folder.path}", InputError)
         config = json.loads((self.folder.path / HF_CONFIG_FILE).read_text())
         config["model_max_length"] = block_size
-        (Path(folder) / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        atomic_write(Path(folder) / HF_CONFIG_FILE, json.dumps(config, indent=2) + "\n")
         return True
 
     # ---- pickling: the folder is opened again (and checked against its sha256) where the object lands
