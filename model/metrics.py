@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from gptstack.files import atomic_write
+from gptstack.files import atomic_write, open_for_write
 
 # Dense bf16 tensor-core peak of one GPU, in FLOP/s, from the vendors' data sheets (without sparsity).
 # Matched against torch.cuda.get_device_name() in order: the first key contained in the lower-cased name wins,
@@ -118,7 +118,7 @@ class MetricsLogger:
             return
         self.records = self._previous_records(resumed_step)
         self._rewrite()
-        self.file = open(self.path, "a")
+        self.file = open_for_write(self.path, "a", f"run folder {self.run_dir}")  # a link there is refused
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

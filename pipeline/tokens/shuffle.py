@@ -21,6 +21,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
+from gptstack.files import open_for_write
 from pipeline.read.blocks import contiguous_block
 from pipeline.runner.stages import STAGE_FILE, Stage, StageReader, stage_record
 
@@ -58,7 +59,7 @@ class ShuffleScatter(PipelineStep):
                     if bucket not in files:
                         path = Path(self.output_folder) / f"{bucket:05d}" / f"{rank:05d}.jsonl"
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        files[bucket] = open(path, "wb", buffering=1 << 16)  # "wb": a rerun task starts afresh
+                        files[bucket] = open_for_write(path, "wb", buffering=1 << 16)  # a rerun task starts afresh
                     # Documents come from stage files (JSON), so their metadata holds JSON types only: orjson
                     # writes them as they were read, with no conversion of its own needed.
                     files[bucket].write(f"{key:016x}\t".encode() + orjson.dumps(
