@@ -244,9 +244,10 @@ def parse_override(text: str) -> tuple[str, str | None]:
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
-                values: Mapping[str, object] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then each `--set KEY=VALUE` in order, then `values` (dotted key ->
-    typed value: the command line's own flags such as --data); then validate()."""
+                values: Mapping[str, object] | None = None, base: Mapping[str, object] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then `base`, then each `--set KEY=VALUE` in order, then `values`
+    (dotted key -> typed value: the command line's own flags; `base` holds --data's, which a --set such as
+    data.sources.NAME.weight=W edits, so they must be in place before it); then validate()."""
     config = TrainConfig()
     if path is not None:
         # A file as given, else a packaged config by name (`tiny-cpu`, `configs/tiny-cpu.yaml`): works after pip install.
@@ -259,6 +260,8 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
         apply_values(config, from_file, str(path))
+    for key, value in (base or {}).items():
+        set_value(config, key, value, key)
     for text in overrides:
         key, value = parse_override(text)
         set_value(config, key, value, f"--set {key}")

@@ -73,10 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """--config, then every --set in order, then --data/--run-dir/--max-steps, which win."""
+    """--config, then --data, then every --set in order, then --run-dir/--max-steps, which win. --data comes before
+    --set because a --set may edit the mixture it names (docs/training.md: --data ... --set
+    data.sources.NAME.weight=W, an annealing phase)."""
     flags = {"run_dir": args.run_dir, "train.max_steps": args.max_steps}
-    values = {key: value for key, value in flags.items() if value is not None} | data_flag_values(args.data)
-    config = load_config(args.config, args.overrides, values)
+    values = {key: value for key, value in flags.items() if value is not None}
+    config = load_config(args.config, args.overrides, values, base=data_flag_values(args.data))
     if not config.data.dir and not config.data.sources and not args.print_config:
         raise ConfigError("no training data: give --data DIR (a shard folder from `python -m pipeline.prepare`) "
                           "or a mixture --data NAME=DIR:WEIGHT,...")

