@@ -20,6 +20,12 @@ class ModelConfigError(ValueError):
     """A model configuration that cannot be built (unknown name, heads that do not divide the width...)."""
 
 
+# Upper bounds far beyond any model this project trains: an absurd size (n_layer=10**9 in a config file) is refused
+# at once instead of being built layer by layer until memory runs out.
+MAX_SIZES = {"block_size": 2**24, "vocab_size": 2**24, "n_layer": 10_000, "n_head": 2**16, "n_embd": 2**20,
+             "vocab_multiple": 2**16}
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context, in tokens (number of position embeddings)
@@ -37,13 +43,19 @@ class GPTConfig:
     activation_checkpointing: bool = False
 
     def __post_init__(self):
+        # Types first: values come from files (config.json, Hugging Face's config.json), where "2" or 2.5 or
+        # true would otherwise fail deep inside the model, or "no" would silently mean True.
+        for name, most in MAX_SIZES.items():
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= most:
+                raise ModelConfigError(f"model config: {name}={value!r} must be an integer from 1 to {most:,}")
+        for name in ("bias", "activation_checkpointing"):
+            if type(getattr(self, name)) is not bool:
+                raise ModelConfigError(f"model config: {name}={getattr(self, name)!r} must be true or false")
+        if type(self.dropout) not in (int, float) or not 0.0 <= self.dropout < 1.0:
+            raise ModelConfigError(f"model config: dropout={self.dropout!r} must be in [0, 1)")
         if self.n_embd % self.n_head != 0:
             raise ModelConfigError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "vocab_multiple"):
-            if int(getattr(self, name)) < 1:
-                raise ModelConfigError(f"model config: {name}={getattr(self, name)} must be a positive integer")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ModelConfigError(f"model config: dropout={self.dropout} must be in [0, 1)")
 
     @property
     def padded_vocab_size(self) -> int:

@@ -5,21 +5,28 @@ The trainer writes such a folder inside every checkpoint (`RUN_DIR/checkpoints/s
 checkpoint folder or the whole run folder (then the newest checkpoint holding weights, as model.checkpoint.manager
 defines it, is used).
 """
+import dataclasses
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import Mapping
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gptstack.files import atomic_write
+from gptstack.formats import read_json_object
 from model.checkpoint.layout import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps,
                                      holds_weights, latest)
 from model.gpt import GPT, GPTConfig, ModelConfigError
 
 CONFIG_FILE = "config.json"
 TIED_COPY = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, tied again on load
+BLOCK_PREFIX = re.compile(r"^transformer\.h\.(\d+)\.")  # a tensor of block N
+FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes: a bigger one is not ours
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -76,43 +83,117 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_config(folder: Path) -> GPTConfig:
+    """config.json of a weights folder, every field's type and range checked (GPTConfig); one line if not."""
     config_path = folder / CONFIG_FILE
+    values = read_json_object(config_path, CheckpointError, "model config", max_bytes=MAX_CONFIG_BYTES)
     try:
-        values = json.loads(config_path.read_text())
         return GPTConfig.from_dict(values)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {config_path} is not valid JSON: {e}") from None
     except (ModelConfigError, TypeError) as e:
         raise CheckpointError(f"checkpoint {config_path}: {e}") from None
 
 
+def weights_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (safetensors dtype, shape) of every tensor in a safetensors file, from its header alone (no tensor
+    is read): what load_model compares with config.json before it reads or allocates anything. safetensors itself
+    refuses a header that lies (offsets outside the file, overlapping or missing bytes, a size over 100 MB)."""
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            header = {}
+            for name in file.keys():
+                piece = file.get_slice(name)
+                header[name] = (piece.get_dtype(), tuple(piece.get_shape()))
+            return header
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {' '.join(str(e).split())}") from None
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor a weights file of `config` holds (lm_head.weight left out), without building the
+    model: one block is built on the meta device and repeated n_layer times, so call it only once n_layer is known
+    to be what the file holds (check_fits does)."""
+    with torch.device("meta"):
+        one_block = GPT(dataclasses.replace(config, n_layer=1))
+    shapes = {}
+    for name, tensor in one_block.state_dict().items():
+        if name == TIED_COPY:
+            continue
+        if name.startswith("transformer.h.0."):
+            rest = name[len("transformer.h.0."):]
+            shapes.update({f"transformer.h.{layer}.{rest}": tuple(tensor.shape) for layer in range(config.n_layer)})
+        else:
+            shapes[name] = tuple(tensor.shape)
+    return shapes
+
+
+def check_fits(config: GPTConfig, dtypes: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]],
+               source: str | Path) -> None:
+    """Refuse (one line naming `source`) weights that are not floating point or that config.json does not
+    describe. Runs before the model is built: a config.json claiming 10^9 layers is compared with the layers the
+    file holds first, so nothing the size of a wrong config is ever allocated or looped over."""
+    for name, dtype in dtypes.items():
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"checkpoint {source}: tensor {name} is {dtype}, not floating point: these are not "
+                                  f"model weights")
+    # The sizes the file itself shows first (layers, embedding rows and width, positions): after these agree,
+    # every size of config.json is one the file holds, and the shapes below are computed from it safely.
+    layers = {int(match.group(1)) for match in map(BLOCK_PREFIX.match, shapes) if match}
+    if config.n_layer != len(layers):
+        raise CheckpointError(f"checkpoint {source} holds {len(layers)} layers but its {CONFIG_FILE} says "
+                              f"n_layer={config.n_layer}")
+    for name, shape in (("transformer.wte.weight", (config.padded_vocab_size, config.n_embd)),
+                        ("transformer.wpe.weight", (config.block_size, config.n_embd))):
+        if name not in shapes:
+            raise CheckpointError(f"checkpoint {source} does not match its {CONFIG_FILE}: missing {name}")
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"checkpoint {source}: tensor {name} has shape {tuple(shapes[name])} but "
+                                  f"{CONFIG_FILE} implies {shape}")
+    expected = expected_shapes(config)
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"checkpoint {source} does not match its {CONFIG_FILE}: {what} tensors")
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"checkpoint {source}: tensor {name} has shape {tuple(shapes[name])} "
+                                  f"but {CONFIG_FILE} implies {shape}")
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (one line naming the tensor): they would only sample garbage or
+    fail inside the sampler."""
+    for name, tensor in state.items():
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"checkpoint {source}: tensor {name} holds {bad:,} NaN or infinite value(s)")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Build the GPT that `path` (see resolve_checkpoint) describes, with its weights, in eval mode on `device`."""
+    """Build the GPT that `path` (see resolve_checkpoint) describes, with its weights, in eval mode on `device`.
+    config.json and the weights file's header are checked against each other before any tensor is read."""
     folder = resolve_checkpoint(path)
     config = load_config(folder)
     weights_path = folder / WEIGHTS_FILE
+    header = weights_header(weights_path)
+    check_fits(config, {name: dtype for name, (dtype, _) in header.items()},
+               {name: shape for name, (_, shape) in header.items()}, weights_path)
     try:
-        state = load_file(weights_path, device=str(device))
+        state = load_file(weights_path, device="cpu")
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"checkpoint {weights_path} cannot be read: {e}") from None
     return build_model(config, state, source=weights_path).to(device).eval()
 
 
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str | Path) -> GPT:
-    """A GPT whose tensors are exactly `state` (our names, lm_head.weight left out); `source` names the file in
-    errors. No random initialisation runs, so even gpt2-xl is built in moments."""
+    """A GPT whose tensors are exactly `state` (our names, lm_head.weight left out, floating point, finite), in
+    fp32; `source` names the file in errors. No random initialisation runs, so even gpt2-xl is built in moments."""
+    dtypes = {name: next((k for k, v in FLOAT_DTYPES.items() if v == t.dtype), str(t.dtype))
+              for name, t in state.items()}
+    check_fits(config, dtypes, {name: tuple(t.shape) for name, t in state.items()}, source)
+    check_finite(state, source)
+    state = {name: t.float() for name, t in state.items()}  # our files are fp32; fp16/bf16 imports compute in fp32
     with torch.device("meta"):  # no memory, no random init: every tensor comes from `state`
         model = GPT(config)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items() if name != TIED_COPY}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"checkpoint {source} does not match its {CONFIG_FILE}: {what} tensors")
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
-            raise CheckpointError(f"checkpoint {source}: tensor {name} has shape {tuple(state[name].shape)} "
-                                  f"but {CONFIG_FILE} implies {shape}")
     model.load_state_dict(state, strict=False, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied Parameter: tie again
     return model
