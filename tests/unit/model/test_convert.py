@@ -1,34 +1,17 @@
-"""Hugging Face GPT-2 interop against the real transformers GPT2LMHeadModel (random weights, no download)."""
+"""Hugging Face GPT-2 interop against the real transformers GPT2LMHeadModel (random weights, no download); the
+`python -m model.convert` command itself: tests/integration/model/test_convert_cli.py."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from model.checkpoint.layout import CheckpointError
 from model.convert import export_to_hf, gpt_from_hf
 from model.gpt import GPT, GPTConfig
-from model.checkpoint.weights import load_model, save_weights
 from pipeline.tokenizer import get_tokenizer
-
-VOCAB = 1000  # not a multiple of 64: the padded columns are exercised
-
-
-def random_hf_model(vocab_size: int = VOCAB, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=48, vocab_size=vocab_size,
-                        bos_token_id=None, eos_token_id=None)
-    model = GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # trained-like magnitudes (HF's init is tiny; biases/LayerNorms constant): every
-        for name, p in model.named_parameters():  # difference in the computation (e.g. exact GELU) then shows
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
-            else:
-                p.normal_(0.0, 0.1)
-    return model
+from tests.support.hf import VOCAB, random_hf_model
 
 
 @pytest.fixture(scope="module")
@@ -131,33 +114,3 @@ def test_unsupported_or_broken_hugging_face_folders_are_refused(hf_dir, tmp_path
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
         gpt_from_hf(tmp_path)
-
-
-def run_convert(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "model.convert", *args], capture_output=True, text=True, timeout=120)
-
-
-def test_convert_cli_round_trip_and_errors(hf_dir, tmp_path):
-    imported = run_convert("--from-hf", str(hf_dir), "--out", str(tmp_path / "ckpt"))
-    assert imported.returncode == 0, imported.stderr
-    run_dir = tmp_path / "run"  # a trainer run folder is accepted as --checkpoint too
-    save_weights(load_model(tmp_path / "ckpt"), run_dir / "checkpoints" / "step_000007" / "model")
-    exported = run_convert("--checkpoint", str(run_dir), "--to-hf", str(tmp_path / "hf_again"))
-    assert exported.returncode == 0, exported.stderr
-    original = load_file(hf_dir / "model.safetensors")
-    again = load_file(tmp_path / "hf_again" / "model.safetensors")
-    assert original.keys() == again.keys()
-    for name in original:
-        assert torch.equal(original[name], again[name]), name
-
-    missing = run_convert("--checkpoint", str(tmp_path / "nowhere"), "--to-hf", str(tmp_path / "x"))
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: checkpoint {tmp_path / 'nowhere'} does not exist"
-    config_path = tmp_path / "ckpt" / "config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "n_head": 2, "n_embd": 32}))
-    mismatch = run_convert("--checkpoint", str(tmp_path / "ckpt"), "--to-hf", str(tmp_path / "y"))
-    assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr
-    assert mismatch.stderr.count("\n") == 1 and "has shape" in mismatch.stderr
-    assert not (tmp_path / "y").exists()
-    usage = run_convert("--from-hf", str(hf_dir))
-    assert usage.returncode == 2 and "--out" in usage.stderr
