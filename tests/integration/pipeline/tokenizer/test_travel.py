@@ -2,8 +2,8 @@
 model.sample and model.convert --to-hf, with no flag; anything that mixes tokenizers is refused in one line.
 
 Real components: prepare on the sample corpus (datatrove, rustbpe, tiktoken), DeepSpeed on the CPU over gloo,
-transformers for the export. Plus the two pieces under it: the block encoder of the tokenize stage (the same ids as
-tiktoken's encode_ordinary) and the byte counts behind val_bpb.
+transformers for the export. The two pieces under it, the block encoder of the tokenize stage and the byte counts behind
+val_bpb: tests/unit/pipeline/tokens/test_block_encoder.py and tests/unit/model/test_bits_per_byte.py.
 """
 import json
 import subprocess
@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.bits_per_byte import token_byte_lengths
-from pipeline.tokens.block_encoder import encode_stream
 from pipeline.shards import open_shard, read_manifest
 from pipeline.tokenizer import get_tokenizer
 from pipeline.tokenizer.folder import load_tokenizer_folder
-
 from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train
 
 VOCAB = 1024
@@ -123,23 +120,3 @@ def test_config_with_another_vocabulary_is_refused(shards, tmp_path):
                            "--set", "model.vocab_size=50257"])
     line = error_line(result)
     assert "1,024 tokens" in line and "model.vocab_size=50,257" in line
-
-
-@pytest.mark.parametrize("threads", [1, 3])
-def test_block_encoder_gives_tiktokens_ids_in_order(threads):
-    encoding = get_tokenizer("gpt2").encoding
-    texts = ["Hello world", "", "a <|endoftext|> b", "中文分词 \ud800 lone surrogate", "word " * 3000] * 40
-    blocks = list(encode_stream(encoding, iter(texts), threads, block_chars=1000))
-    tokens = np.concatenate([b[0] for b in blocks])
-    lengths = np.concatenate([b[1] for b in blocks])
-    expected = [ids + [encoding.eot_token] for ids in map(encoding.encode_ordinary, texts)]
-    assert lengths.tolist() == [len(e) for e in expected]
-    assert tokens.dtype == np.uint16 and tokens.tolist() == [t for e in expected for t in e]
-
-
-def test_token_bytes_add_up_to_the_text():
-    encoding = get_tokenizer("gpt2").encoding
-    lengths = token_byte_lengths(encoding, 50304)
-    text = "Bits per byte: 每个字节多少比特 🙂"
-    assert int(lengths[encoding.encode_ordinary(text)].sum()) == len(text.encode())
-    assert lengths[encoding.eot_token] == 0 and lengths[50257:].sum() == 0  # specials and padding are not text
