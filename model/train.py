@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from cluster.env import DistEnv, resolve_dist_env
+from cluster.lifeline import watch_launcher
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import check_writable_dir
@@ -348,6 +349,7 @@ def stop_on_signals(trainer: "Trainer") -> None:
 
 
 def main(argv=None) -> int:
+    watch_launcher()  # a rank whose torchrun/deepspeed launcher dies stops at once, not at the last step
     args = parse_args(argv)
     try:
         config = resolve_config(args)
