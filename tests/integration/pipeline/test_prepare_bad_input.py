@@ -10,12 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiktoken
 
-from gptstack.errors import InputError
 from pipeline.shards import file_sha256, open_shard, read_manifest
 from pipeline.tokenizer import get_tokenizer
-from pipeline.tokenizer.encodings import check_fits_uint16
 from tests.support import REPO_ROOT
 
 GOOD = ["First good document.", "Second good document, with ünïcode.", "Third one\nover two lines."]
@@ -161,15 +158,6 @@ def test_bad_option_values(tmp_path):
                           "--subset 10BT")
     assert_one_line_error(run_prepare("--subset", "sample-10BT", "--output", tmp_path / "o"),
                           "--subset does not apply to --corpus sample")
-
-
-def test_tokenizer_beyond_uint16_is_refused():
-    gpt2 = get_tokenizer("gpt2").encoding
-    check_fits_uint16(gpt2)  # 50,257 ids fit
-    big = tiktoken.Encoding(name="gpt2-plus", pat_str=gpt2._pat_str, mergeable_ranks=gpt2._mergeable_ranks,
-                            special_tokens={"<|endoftext|>": 50256, "<|extra|>": 70000})
-    with pytest.raises(InputError, match="'gpt2-plus' has 70,001 ids.*up to 65,535"):
-        check_fits_uint16(big)
 
 
 def wait_for(predicate, timeout=120):
