@@ -5,11 +5,16 @@ datatrove's and fsspec's `.zst` support use) does not: a .jsonl.zst cut in half 
 line is cut, which our checked reader would count as one malformed record, or, for a file smaller than one zstd
 block, as an empty file. `open_input` decodes .zst with a decompressor that knows whether each frame reached its
 end, and raises EOFError (the readers' corrupt_file) when the input stops inside a frame.
+
+It feeds the decompressor FEED_SIZE compressed bytes at a time, because one call decodes all it is given: 32 KB of
+zstd can hold 1 GiB of zeros. zstd's densest block (an RLE block: 4 bytes) holds 128 KiB, so one call yields at
+most 32 MiB however the file was made; lines are then bounded by gptstack/files.py's MAX_RECORD_BYTES.
 """
 import io
 
 ZSTD_SUFFIXES = (".zst", ".zstd")
-READ_SIZE = 1 << 17  # compressed bytes per step: bounds the decompressed bytes held at once
+READ_SIZE = 1 << 17  # compressed bytes read from the file at once
+FEED_SIZE = 1 << 10  # compressed bytes decoded at once: at most 1 KiB / 4 B x 128 KiB = 32 MiB out
 
 
 class CheckedZstdReader(io.RawIOBase):
@@ -21,6 +26,7 @@ class CheckedZstdReader(io.RawIOBase):
         self.source, self.zstd = source, zstandard.ZstdDecompressor()
         self.frame, self.fed = self.zstd.decompressobj(), False
         self.pending, self.position = b"", 0  # decompressed bytes not read yet: pending[position:]
+        self.compressed, self.offset = b"", 0  # compressed bytes not decoded yet: compressed[offset:]
 
     def readable(self) -> bool:
         return True
@@ -28,11 +34,14 @@ class CheckedZstdReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         while self.position == len(self.pending):
             self.pending, self.position = b"", 0
-            data = self.source.read(READ_SIZE)
-            if not data:
-                if self.fed and not self.frame.eof:
-                    raise EOFError("the zstd stream ends inside a frame (file truncated)")
-                return 0
+            if self.offset == len(self.compressed):
+                self.compressed, self.offset = self.source.read(READ_SIZE), 0
+                if not self.compressed:
+                    if self.fed and not self.frame.eof:
+                        raise EOFError("the zstd stream ends inside a frame (file truncated)")
+                    return 0
+            data = self.compressed[self.offset:self.offset + FEED_SIZE]
+            self.offset += len(data)
             while data:
                 if self.frame.eof:  # the next frame of a multi-frame file
                     self.frame, self.fed = self.zstd.decompressobj(), False

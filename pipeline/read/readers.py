@@ -20,6 +20,7 @@ from datatrove.pipeline.readers.parquet import ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.logging import logger
 
+from gptstack.files import MAX_RECORD_BYTES, bounded_lines
 from pipeline.read.blocks import contiguous_block
 from pipeline.read.compressed import open_input
 from pipeline.read.progress import ReadProgress
@@ -33,6 +34,8 @@ SKIP_REASONS = {
     "corrupt_file": "file is corrupt or truncated; the rest of it is skipped",
     "empty_file": "file holds no record",  # (WARC input)
     "undecodable": "no character set decodes the page",  # (WARC input)
+    "too_large": f"record over {MAX_RECORD_BYTES >> 20} MiB once decoded (gptstack/files.py MAX_RECORD_BYTES), "
+                 "skipped unread",
 }
 MAX_WARNINGS_PER_TASK = 20
 
@@ -84,6 +87,8 @@ def text_problem(record, text_key: str) -> str | None:
         return "text_not_a_string"
     if not text.strip():
         return "empty_document"
+    if len(text) > MAX_RECORD_BYTES:  # (a Parquet row: the jsonl and WARC readers never hold one this long)
+        return "too_large"
     return None
 
 
@@ -147,8 +152,13 @@ class CheckedJsonlReader(_CheckedFileReader, JsonlReader):
             with open_input(self.data_folder, filepath, self.compression) as f:  # (a cut .zst raises too)
                 if self.progress:
                     self.progress.start_file(self.data_folder, filepath, f)
-                # BufferedReader: the zstd stream cannot be iterated by lines on its own
-                for line_number, raw in enumerate(io.BufferedReader(f), start=1):
+                # BufferedReader: the zstd stream cannot be iterated by lines on its own. A line over the bound
+                # (a few KB of gzip can hold a 1 GiB line) is read past in pieces and skipped, never held whole.
+                for line_number, raw in enumerate(bounded_lines(io.BufferedReader(f)), start=1):
+                    if raw is None:
+                        self.rejected.add(f"{shown_path}:{line_number}", "too_large", None,
+                                          f"a line of more than {MAX_RECORD_BYTES:,} bytes")
+                        continue
                     if not raw.strip():
                         continue  # blank lines (e.g. at the end of a file) are not records
                     where = f"{shown_path}:{line_number}"

@@ -10,13 +10,20 @@ truncated or corrupt file, an empty file) is counted under its reason in the ste
 pointer (file, byte offset, record id, URL, reason) to its exclusion folder (`rejected/warc/`). Damaged input (a
 file cut short, even inside a record; a garbled record; an empty file; undecodable bytes) is also kept like a bad
 jsonl line in `rejected/<task>-warc.jsonl` and warned about, so it shows in the manifest's `skipped`.
+
+No record is held beyond gptstack/files.py's MAX_RECORD_BYTES once decoded (`read_payload`, `_BoundedLines`): a
+payload whose HTTP chunks or Content-Encoding decode past it is skipped as `too_large` (the next record is read),
+and a WARC header line that long ends that file as corrupt.
 """
 import zlib
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import WarcReader
+from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import ChunkedDataReader, DecompressingBufferedReader
 
+from gptstack.files import MAX_RECORD_BYTES, read_at_most
 from pipeline.read.blocks import contiguous_block
 from pipeline.read.charsets import decode_page
 from pipeline.read.progress import ReadProgress
@@ -25,7 +32,81 @@ from pipeline.read.readers import RejectedRecords, exclusion_writer
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Reasons that mean the input itself is damaged, not merely a record that is no page (pipeline/readers.SKIP_REASONS)
-DAMAGE_REASONS = ("corrupt_file", "empty_file", "undecodable")
+DAMAGE_REASONS = ("corrupt_file", "empty_file", "undecodable", "too_large")
+
+
+class RecordTooLarge(ValueError):
+    """A WARC header line or HTTP body that decodes to more than MAX_RECORD_BYTES (a compression bomb)."""
+
+
+class _BoundedLines(DecompressingBufferedReader):
+    """warcio's reader of the WARC file, whose header lines end within MAX_RECORD_BYTES: a header line without an
+    end would otherwise be read whole, however long (the rest of the file is then skipped as corrupt)."""
+
+    def readline(self, length=None):
+        cap = MAX_RECORD_BYTES + 1 if length is None else min(length, MAX_RECORD_BYTES + 1)
+        pieces, size = [], 0
+        while size < cap:  # (warcio's readline(length) may stop before the end of a line or `length`)
+            piece = super().readline(cap - size)
+            pieces.append(piece)
+            size += len(piece)
+            if not piece or piece.endswith(b"\n"):
+                break
+        if size > MAX_RECORD_BYTES:
+            raise RecordTooLarge(f"a header line longer than {MAX_RECORD_BYTES >> 20} MiB")
+        return b"".join(pieces)
+
+
+class _BoundedBody(ChunkedDataReader):
+    """What `record.content_stream()` reads (HTTP chunks joined, Content-Encoding decoded), with every decoded byte
+    counted: warcio reads a whole chunk (up to 2 GiB) at once and inflates it at once, so 1 MB of gzip in one chunk
+    became 1 GiB in memory. Here no chunk over the bound is read, and no inflate call returns more than is left."""
+
+    def __init__(self, stream, decomp_type, chunked: bool, limit: int = MAX_RECORD_BYTES):
+        super().__init__(stream, decomp_type=decomp_type)
+        self.not_chunked, self.left = not chunked, limit
+
+    def _try_decode(self, length_header):
+        try:
+            size = int(length_header[:-2].split(b";")[0], 16)
+        except ValueError:
+            size = 0  # not a chunk header: warcio's own fallback reads the rest as plain data
+        if size > self.left:
+            raise RecordTooLarge(f"an HTTP chunk of {size:,} bytes")
+        return super()._try_decode(length_header)
+
+    def _decompress(self, data):
+        if self.decompressor is None or not data:
+            out = data
+        else:
+            try:
+                out = self.decompressor.decompress(data, self.left + 1)  # (zlib keeps the rest: never inflated)
+            except zlib.error:
+                if self.num_block_read:  # warcio's rule: damage after the start ends the body
+                    return b""
+                # warcio's rule at the start: raw deflate, or no compression at all despite the header
+                self._init_decomp("deflate_alt" if self.decomp_type == "deflate" else None)
+                return self._decompress(data)
+        if len(out) > self.left:
+            raise RecordTooLarge(f"an HTTP body that decodes to more than {MAX_RECORD_BYTES >> 20} MiB")
+        self.left -= len(out)
+        return out
+
+
+def read_payload(record) -> bytes:
+    """The record's payload as `record.content_stream().read()` gives it (HTTP chunks joined, Content-Encoding
+    gzip/deflate decoded), held only while it is at most MAX_RECORD_BYTES: RecordTooLarge otherwise."""
+    stream = record.raw_stream
+    if record.http_headers:
+        encoding = (record.http_headers.get_header("content-encoding") or "").lower()
+        encoding = encoding if encoding in ("gzip", "deflate") else None  # what zlib inflates with a bound
+        chunked = record.http_headers.get_header("transfer-encoding") == "chunked"
+        if chunked or encoding:
+            stream = _BoundedBody(record.raw_stream, encoding, chunked)
+    content = read_at_most(stream)
+    if content is None:
+        raise RecordTooLarge(f"a payload of more than {MAX_RECORD_BYTES >> 20} MiB")
+    return content
 
 
 def cut_short(record) -> bool:
@@ -85,7 +166,6 @@ class CheckedWarcReader(WarcReader):
         self._writer.write(Document(text="", id=record_id or where, metadata=pointer), self._rank)
 
     def read_file(self, filepath: str):
-        from warcio.archiveiterator import ArchiveIterator
         from warcio.exceptions import ArchiveLoadFailed
 
         records, offset = 0, 0
@@ -94,6 +174,7 @@ class CheckedWarcReader(WarcReader):
                 if self.progress:
                     self.progress.start_file(self.data_folder, filepath, f)
                 iterator = ArchiveIterator(f)
+                iterator.reader.__class__ = _BoundedLines  # (warcio makes its reader in __init__, unread yet)
                 for record in iterator:
                     records += 1
                     self.stat_update("records")
@@ -124,7 +205,10 @@ class CheckedWarcReader(WarcReader):
             return None, "not_a_response", record.rec_type
         mime = record.rec_headers.get_header("WARC-Identified-Payload-Type")
         http_type = record.http_headers.get_header("Content-Type") if record.http_headers else None
-        content = record.content_stream().read()
+        try:
+            content = read_payload(record)
+        except RecordTooLarge as e:  # skipped unread; the next record is read as usual
+            return None, "too_large", str(e)
         if not content:
             return None, "empty_payload", ""
         if mime is None and self.trust_http_content_type and http_type:
