@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gptstack.files import atomic_write
+from gptstack.files import MAX_RECORD_BYTES, atomic_write, copy_at_most
 from model.config import ConfigError
 
 HELLASWAG_METRIC = "hellaswag_acc_token_norm"  # the metrics.jsonl key: what it is, not what it resembles
@@ -49,13 +49,21 @@ def validation_loss(engine, val_batches, num_batches: int, device) -> float:
     return summed / count
 
 
+def _download_hellaswag(temp: Path) -> None:
+    """The file (about 11 MB) into `temp`; a body over MAX_RECORD_BYTES is refused, never written to the disk's end."""
+    with urllib.request.urlopen(HELLASWAG_URL, timeout=120) as response, open(temp, "xb") as out:
+        if not copy_at_most(response, out):
+            raise ConfigError(f"eval.hellaswag=download: {HELLASWAG_URL} sent more than {MAX_RECORD_BYTES:,} "
+                              f"bytes; give the path of a local hellaswag_val.jsonl instead")
+
+
 def hellaswag_path(setting: str) -> Path:
     """`eval.hellaswag`: a local jsonl, or "download" (fetched once into ~/.cache/gptstack)."""
     if setting == "download":
         if not HELLASWAG_CACHE.is_file():
             HELLASWAG_CACHE.parent.mkdir(parents=True, exist_ok=True)
             try:
-                atomic_write(HELLASWAG_CACHE, lambda temp: urllib.request.urlretrieve(HELLASWAG_URL, temp))
+                atomic_write(HELLASWAG_CACHE, _download_hellaswag)
             except OSError as e:
                 raise ConfigError(f"eval.hellaswag=download: cannot fetch {HELLASWAG_URL} ({e}); "
                                   f"give the path of a local hellaswag_val.jsonl instead") from None
