@@ -67,7 +67,7 @@ def read_json_object(path: Union[str, Path], error: type = GPTStackError, what: 
     """`read_json` of a file whose top level must be an object."""
     value = read_json(path, error, what, **kwargs)
     if not isinstance(value, dict):
-        raise error(f"{path}: {what + ' ' if what else ''}is a JSON {type(value).__name__}, not an object")
+        raise error(f"{path}: {what + ' ' if what else ''}is {_type_name(type(value))} in JSON, not an object")
     return value
 
 
@@ -113,3 +113,22 @@ def field(record: dict, key: str, kind, where: str, error: type = GPTStackError,
             return default
         raise error(f"{where}{key} is missing")
     return check_value(record[key], kind, f"{where}{key}", error, **bounds)
+
+
+# numpy's default_rng takes any int >= 0 and torch.manual_seed -2**63..2**64-1; 0..2**63-1 is what both take, and it
+# fits a signed 64-bit field (the tokenizer sample keys its hash with the seed's 8 bytes).
+MAX_SEED = 2**63 - 1
+
+
+def seed_argument(text: str) -> int:
+    """argparse `type=` of every --seed: an integer in 0..MAX_SEED, else the parser's one-line error."""
+    import argparse
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{short(text)} is not an integer") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{short(seed)} is outside 0..{MAX_SEED} (2**63-1), the seeds numpy and "
+                                         "torch both accept")
+    return seed

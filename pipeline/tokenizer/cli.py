@@ -14,6 +14,7 @@ from typing import Iterator
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
+from gptstack.formats import seed_argument
 from pipeline.read.corpora import SourceOptions, corpus_readers
 from pipeline.tokenizer.folder import load_tokenizer_folder
 from pipeline.tokenizer.train import (DEFAULT_MAX_CHARS, DEFAULT_PATTERN, DEFAULT_SEED, PATTERNS, TrainSettings,
@@ -56,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
                        help="train on a seeded sample of at most this many characters "
                             f"(default: {DEFAULT_MAX_CHARS:,})")
-    train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the sample (default: {DEFAULT_SEED})")
+    train.add_argument("--seed", type=seed_argument, default=DEFAULT_SEED,
+                       help=f"seed of the sample, 0..2**63-1 (default: {DEFAULT_SEED})")
     train.add_argument("--pattern", default=DEFAULT_PATTERN, choices=list(PATTERNS),
                        help=f"split pattern (default: {DEFAULT_PATTERN}, GPT-4's; see docs/tokenizer.md)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")

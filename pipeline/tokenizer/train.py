@@ -25,6 +25,7 @@ from typing import Iterable
 from tqdm import tqdm
 
 from gptstack.errors import InputError
+from gptstack.formats import MAX_SEED
 from pipeline.tokenizer.folder import MAX_IDS, SPECIAL_TOKENS, load_tokenizer_folder, write_tokenizer_folder
 
 # Split patterns: text is cut into pieces by this regex first, and merges never cross a piece boundary.
@@ -61,6 +62,8 @@ class TrainSettings:
             raise InputError(f"--pattern {self.pattern!r}: choose one of {', '.join(PATTERNS)}")
         if self.max_chars < 1:
             raise InputError(f"--max-chars must be at least 1, got {self.max_chars}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"--seed {self.seed}: must be 0..{MAX_SEED} (the seeds numpy and torch both accept)")
 
     @property
     def merges(self) -> int:

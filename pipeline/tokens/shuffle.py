@@ -22,6 +22,7 @@ from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
 from gptstack.files import open_for_write
+from gptstack.formats import seed_argument
 from pipeline.read.blocks import contiguous_block
 from pipeline.runner.stages import STAGE_FILE, Stage, StageReader, stage_record
 
@@ -107,7 +108,7 @@ class ShuffleSort(PipelineStep):
 
 def add_shuffle_arguments(group) -> None:
     """--seed and --shuffle-buckets, into an argparse parser or argument group."""
-    group.add_argument("--seed", type=int, default=1337,
+    group.add_argument("--seed", type=seed_argument, default=1337,
                        help="seed of the global shuffle of documents before tokenization: the same seed and input "
                             "give the same shards, another seed another order (default: 1337)")
     group.add_argument("--shuffle-buckets", type=int, default=DEFAULT_SHUFFLE_BUCKETS,
