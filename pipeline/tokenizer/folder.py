@@ -20,12 +20,14 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import tiktoken
 
 from gptstack.errors import InputError
 from gptstack.files import atomic_write, flat_folder_files, fsync_dir
+from gptstack.formats import check_value, field, read_json_object, short
 
 FORMAT = "gptstack-tokenizer"
 FORMAT_VERSION = 1
@@ -39,6 +41,12 @@ EOT = "<|endoftext|>"
 # fine-tune with) and spare ids, so a later chat or tool format needs no new embedding rows.
 SPECIAL_TOKENS = (EOT, "<|im_start|>", "<|im_end|>") + tuple(f"<|reserved_{i}|>" for i in range(5))
 MAX_IDS = 65536  # uint16 shards: ids 0..65535
+MAX_META_BYTES = 1 << 20  # what we write is ~1 KB
+MAX_RANKS_BYTES = 64 << 20  # 65,536 lines of base64 tokens: what we write is ~1 MB
+# Text that any split pattern must give back whole: a pattern that does not match some of it (or matches nothing,
+# which panics in tiktoken's Rust) would drop text from every document without a word.
+PATTERN_PROBE = ("Hello, World! It's 3.14 or 1,000,000\n\n\tdon't  stop   \r\n中文分词：我们今天去公园。"
+                 "Ünïcödé 😀 \x00\x7f" + "".join(map(chr, range(32, 127))))
 
 
 def file_sha256(path: Path) -> str:
@@ -55,16 +63,96 @@ def ranks_to_text(ranks: dict[bytes, int]) -> str:
 
 
 def ranks_from_text(text: str, where: str) -> dict[bytes, int]:
-    ranks = {}
+    """The ranks of a ranks file's text, checked: every line "<base64 token> <rank>", no token twice, ranks 0..n-1
+    each once, at most MAX_IDS of them, and every one of the 256 single bytes a token (else text holding a missing
+    byte cannot be encoded: tiktoken panics)."""
+    ranks, lines = {}, {}
     for number, line in enumerate(text.splitlines(), 1):
         try:
-            token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
-        except ValueError:
+            token_text, rank_text = line.split()
+            token, rank = base64.b64decode(token_text, validate=True), int(rank_text)
+        except ValueError:  # binascii.Error is one
             raise InputError(f"{where}:{number}: not a '<base64 token> <rank>' line") from None
+        if not token:
+            raise InputError(f"{where}:{number}: the token is empty")
+        if token in ranks:
+            raise InputError(f"{where}:{number}: token {short(token)} is there twice (also line {lines[token]})")
+        if len(ranks) == MAX_IDS:
+            raise InputError(f"{where}: more than {MAX_IDS:,} tokens, which uint16 shards cannot hold")
+        ranks[token], lines[token] = rank, number
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise InputError(f"{where}: ranks are not 0..{len(ranks) - 1} each once")
+    missing = [byte for byte in range(256) if bytes([byte]) not in ranks]
+    if missing:
+        listed = ", ".join(f"0x{byte:02x}" for byte in missing[:8]) + (", ..." if len(missing) > 8 else "")
+        raise InputError(f"{where}: {len(missing)} of the 256 single-byte tokens are missing ({listed}); every byte "
+                         "must be a token, or text that holds it cannot be encoded")
     return ranks
+
+
+def read_ranks(path: Path) -> dict[bytes, int]:
+    """`ranks_from_text` of a ranks file, its size bounded and its text UTF-8 (base64 is ASCII)."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_RANKS_BYTES + 1)
+    if len(data) > MAX_RANKS_BYTES:
+        raise InputError(f"{path}: over {MAX_RANKS_BYTES:,} bytes; not a ranks file this code wrote")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); not a ranks file this code wrote") from None
+    return ranks_from_text(text, str(path))
+
+
+def check_meta(meta, where: str) -> dict:
+    """`meta` (gptstack_tokenizer.json) if each field has its type and range; else an InputError naming `where` and
+    the field. The special tokens take the last ids, after the ranks; the end-of-text token is one of them."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{where}: format is {short(meta.get('format') if isinstance(meta, dict) else meta)}, "
+                         f"not {FORMAT!r}")
+    if meta.get("version") != FORMAT_VERSION:
+        raise InputError(f"{where}: version {short(meta.get('version'))}; this code reads version {FORMAT_VERSION}")
+    at = f"{where}: "
+    for key in ("name", "pattern_name"):
+        if not field(meta, key, str, at, InputError, max_length=255):
+            raise InputError(f"{at}{key} is empty")
+    field(meta, "pattern", str, at, InputError, max_length=10_000)
+    vocab_size = field(meta, "vocab_size", int, at, InputError, low=256 + 1, high=MAX_IDS)
+    eot = field(meta, "eot_token", int, at, InputError, low=0, high=vocab_size - 1)
+    specials = field(meta, "special_tokens", dict, at, InputError)
+    for text, token_id in specials.items():
+        check_value(token_id, int, f"{at}special_tokens[{short(text)}]", InputError, low=256, high=vocab_size - 1)
+        if not text or len(text) > 256:
+            raise InputError(f"{at}special_tokens holds a token of {len(text)} characters")
+    if specials.get(EOT) != eot:
+        raise InputError(f"{at}eot_token {eot} is not the id of {EOT} in special_tokens ({specials.get(EOT)})")
+    if sorted(specials.values()) != list(range(vocab_size - len(specials), vocab_size)):
+        raise InputError(f"{at}special_tokens must hold the last ids up to vocab_size {vocab_size:,}, each once")
+    field(meta, "trainer", dict, at, InputError)
+    field(meta, "training", dict, at, InputError)
+    files = field(meta, "files", dict, at, InputError)
+    for name in DATA_FILES:
+        digest = field(files, name, str, f"{at}files.", InputError)
+        if len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise InputError(f"{at}files.{name} {short(digest)} is not a SHA-256 in hex")
+    return meta
+
+
+def check_pattern(pattern: str, where: str) -> None:
+    """The split pattern compiles in tiktoken's own regex engine, never matches the empty string (tiktoken panics on
+    an empty piece) and gives back every character of PATTERN_PROBE."""
+    empty = 256  # the probe's id for an empty piece, so that one is seen instead of panicking
+    ranks = {bytes([byte]): byte for byte in range(256)} | {b"": empty}
+    try:
+        probe = tiktoken.Encoding("pattern-check", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+        ids = probe.encode_ordinary(PATTERN_PROBE)
+    except BaseException as e:  # a pattern error is a ValueError; a Rust panic is a BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise InputError(f"{where}: pattern is not a usable split pattern ({' '.join(str(e).split())[:100]})") from None
+    if empty in ids:
+        raise InputError(f"{where}: pattern matches the empty string, which tiktoken cannot encode")
+    if probe.decode(ids) != PATTERN_PROBE:
+        raise InputError(f"{where}: pattern does not match all of a test text: it would drop text from documents")
 
 
 # ------------------------------------------------------------------------------------------------- Hugging Face
@@ -161,6 +249,7 @@ class TokenizerFolder:
     path: Path
     meta: dict
     sha256: str  # of the metadata file, which names every other file's sha256: the tokenizer's identity
+    ranks: dict = dataclass_field(default_factory=dict, compare=False, repr=False)  # checked on load
 
     @property
     def vocab_size(self) -> int:
@@ -171,11 +260,7 @@ class TokenizerFolder:
         return self.meta["eot_token"]
 
     def encoding(self) -> tiktoken.Encoding:
-        ranks = ranks_from_text((self.path / RANKS_FILE).read_text(), str(self.path / RANKS_FILE))
-        if len(ranks) + len(self.meta["special_tokens"]) != self.vocab_size:
-            raise InputError(f"tokenizer {self.path}: {len(ranks):,} ranks + {len(self.meta['special_tokens'])} "
-                             f"special tokens is not vocab_size {self.vocab_size:,}")
-        return tiktoken.Encoding(name=self.meta["name"], pat_str=self.meta["pattern"], mergeable_ranks=ranks,
+        return tiktoken.Encoding(name=self.meta["name"], pat_str=self.meta["pattern"], mergeable_ranks=self.ranks,
                                  special_tokens=self.meta["special_tokens"], explicit_n_vocab=self.vocab_size)
 
 
@@ -193,19 +278,19 @@ def load_tokenizer_folder(path) -> TokenizerFolder:
         raise InputError(f"tokenizer {path}: not a tokenizer folder (no {META_FILE}; make one with "
                          "`python -m pipeline.tokenizer train`)")
     flat_folder_files(path, f"tokenizer {path}", InputError)  # no link is followed, nothing but plain files is read
-    try:
-        meta = json.loads(meta_path.read_text())
-        files, vocab_size, eot = meta["files"], meta["vocab_size"], meta["eot_token"]
-        specials = meta["special_tokens"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{meta_path}: unreadable tokenizer metadata ({type(e).__name__}: {e})") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{meta_path}: format is {meta.get('format')!r}, not {FORMAT!r}")
+    # Everything is checked here, before anything is built from it: types and ranges, the files against their
+    # sha256, the ranks and their byte tokens, the split pattern. A tokenizer that loads encodes any text.
+    meta = check_meta(read_json_object(meta_path, InputError, "tokenizer metadata", max_bytes=MAX_META_BYTES),
+                      str(meta_path))
     for name in DATA_FILES:
         if not (path / name).is_file():
             raise InputError(f"tokenizer {path}: {name} is missing")
-        if file_sha256(path / name) != files.get(name):
+        if file_sha256(path / name) != meta["files"][name]:
             raise InputError(f"tokenizer {path}: {name} has changed (its sha256 differs from {META_FILE})")
-    if not 0 < vocab_size <= MAX_IDS or specials.get(EOT) != eot or max(specials.values()) != vocab_size - 1:
-        raise InputError(f"{meta_path}: inconsistent vocab_size {vocab_size}, eot_token {eot} and special tokens")
-    return TokenizerFolder(path, meta, file_sha256(meta_path))
+    ranks = read_ranks(path / RANKS_FILE)
+    if len(ranks) + len(meta["special_tokens"]) != meta["vocab_size"]:
+        raise InputError(f"tokenizer {path}: {len(ranks):,} ranks + {len(meta['special_tokens'])} special tokens is "
+                         f"not vocab_size {meta['vocab_size']:,}")
+    check_pattern(meta["pattern"], str(meta_path))
+    read_json_object(path / HF_CONFIG_FILE, InputError, "Hugging Face tokenizer config", max_bytes=MAX_META_BYTES)
+    return TokenizerFolder(path, meta, file_sha256(meta_path), ranks)
