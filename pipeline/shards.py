@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 from gptstack.errors import InputError, ShardError
 from gptstack.files import atomic_file, atomic_write
+from gptstack.formats import check_value, field, read_json, short
 from pipeline.tokenizer.tokenizer import Tokenizer, shard_folder_tokenizer
 
 SHARD_MAGIC = 20240520
@@ -34,6 +36,8 @@ MANIFEST_FORMAT = "gptstack-shards"
 MANIFEST_VERSION = 1
 SPLITS = ("train", "val")
 SHARD_GLOB = "*_[0-9][0-9][0-9][0-9][0-9][0-9].bin"  # every name `shard_name` makes
+MAX_TOKEN_IDS = 65536  # uint16 ids
+MAX_SHARD_TOKENS = 2**31 - 1  # the header's int32 count
 
 
 def shard_name(split: str, index: int) -> str:
@@ -76,9 +80,14 @@ def read_header(path) -> np.ndarray:
     """The validated 256-int32 header of a shard; raises ShardError naming the file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.lstat()
     except OSError as e:
         raise ShardError(f"{path}: cannot open shard ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):  # a link could point anywhere: shards are the folder's own plain files
+        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode) else \
+            "not a plain file"
+        raise ShardError(f"{path}: is {kind}; a shard must be a plain file inside its folder")
+    size = info.st_size
     if size < HEADER_BYTES:
         raise ShardError(f"{path}: {size} bytes is shorter than the {HEADER_BYTES}-byte shard header")
     header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
@@ -150,14 +159,48 @@ def provenance(command: str) -> dict:
 
 
 def check_manifest(manifest, where) -> None:
-    """Raise ShardError naming `where` unless `manifest` is one this code reads."""
+    """Raise ShardError naming `where` unless `manifest` is one this code reads: every field a reader uses has its
+    type and range, every shard entry names a plain file of the folder itself (no path, so never one outside it),
+    once, and the totals are those of the entries. Readers then index it without further checks."""
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ShardError(f"{where}: not a {MANIFEST_FORMAT} manifest")
     if manifest.get("version") != MANIFEST_VERSION:
-        raise ShardError(f"{where}: unsupported manifest version {manifest.get('version')}")
-    for entry in manifest.get("shards", []):
-        if not isinstance(entry, dict) or entry.get("split") not in SPLITS or "file" not in entry:
-            raise ShardError(f"{where}: malformed shard entry {entry!r}")
+        raise ShardError(f"{where}: unsupported manifest version {short(manifest.get('version'))}")
+    at = f"{where}: "
+    field(manifest, "tokenizer", str, at, ShardError, max_length=4096)
+    vocab_size = field(manifest, "vocab_size", int, at, ShardError, low=1, high=MAX_TOKEN_IDS)
+    field(manifest, "eot_token", int, at, ShardError, low=0, high=vocab_size - 1)
+    if field(manifest, "dtype", str, at, ShardError) != "uint16":
+        raise ShardError(f"{where}: dtype is {short(manifest['dtype'])}; this code reads uint16 shards only")
+    for key in ("tokenizer_sha256", "command", "created"):
+        field(manifest, key, (str, type(None)), at, ShardError, default=None, max_length=1 << 16)
+    skipped = field(manifest, "skipped", dict, at, ShardError, default={})
+    for reason in skipped:
+        field(skipped, reason, int, f"{at}skipped.", ShardError, low=0)
+    shards = field(manifest, "shards", list, at, ShardError)
+    if not shards:
+        raise ShardError(f"{where}: lists no shard")
+    seen = set()
+    for number, entry in enumerate(shards):
+        check_value(entry, dict, f"{at}shards[{number}]", ShardError)
+        here = f"{at}shards[{number}]."
+        name = field(entry, "file", str, here, ShardError, max_length=255)
+        if Path(name).name != name or name in (".", "..") or any(c in name for c in "\\\0") or name[-4:] != ".bin":
+            raise ShardError(f"{here}file {short(name)} is not the name of a .bin file inside the folder")
+        if name in seen:
+            raise ShardError(f"{here}file {name} is listed twice")
+        seen.add(name)
+        if field(entry, "split", str, here, ShardError) not in SPLITS:
+            raise ShardError(f"{here}split is {short(entry['split'])}, not one of {', '.join(SPLITS)}")
+        tokens = field(entry, "tokens", int, here, ShardError, low=0, high=MAX_SHARD_TOKENS)
+        field(entry, "documents", int, here, ShardError, low=0, high=tokens)
+        digest = field(entry, "sha256", str, here, ShardError)
+        if len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise ShardError(f"{here}sha256 {short(digest)} is not a SHA-256 in hex")
+    totals = field(manifest, "totals", dict, at, ShardError)
+    for key, value in shard_totals(shards).items():
+        if field(totals, key, int, f"{at}totals.", ShardError) != value:
+            raise ShardError(f"{at}totals.{key} is {totals[key]}, but the shard entries add up to {value}")
 
 
 def write_manifest(directory, manifest: dict) -> Path:
@@ -174,10 +217,7 @@ def read_manifest(directory) -> dict:
         if not Path(directory).is_dir():
             raise ShardError(f"{directory}: no such shard folder")
         raise ShardError(f"{path}: missing; not a finished shard folder (run `python -m pipeline.prepare` first)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ShardError(f"{path}: unreadable manifest ({e})") from None
+    manifest = read_json(path, ShardError, "manifest", allow_nan=False)
     check_manifest(manifest, path)
     return manifest
 
@@ -252,14 +292,15 @@ class ShardFolder:
 
         for entry in tqdm(self.entries(), desc="verifying shards", unit="shard", leave=False, disable=not progress):
             path = self.path / entry["file"]
-            if not path.is_file():
+            if not path.exists() and not path.is_symlink():
                 raise ShardError(f"{path}: listed in manifest.json but missing")
-            if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+            read_header(path)  # a plain file of the folder (never a link out of it), its size as its header says
+            if file_sha256(path) != entry["sha256"]:
                 raise ShardError(f"{path}: sha256 differs from manifest.json (the shard is corrupt or was changed)")
 
     def fingerprint(self) -> str:
         """A digest of the shard list and checksums: which token stream a checkpoint belongs to."""
-        shards = [(e["file"], e.get("sha256", ""), e.get("tokens", 0)) for e in self.entries()]
+        shards = [(e["file"], e["sha256"], e["tokens"]) for e in self.entries()]
         return hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
 
     def tokenizer_record(self) -> dict:
