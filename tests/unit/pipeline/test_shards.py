@@ -93,10 +93,8 @@ def test_failed_write_leaves_earlier_file_and_no_temp(tmp_path):
 
 
 def test_manifest_lists_shards_per_split(tmp_path):
-    manifest = {"format": "gptstack-shards", "version": 1, "shards": [
-        {"file": "val_000000.bin", "split": "val"},
-        {"file": "train_000001.bin", "split": "train"},
-        {"file": "train_000002.bin", "split": "train"}]}
+    manifest = build_manifest([shard_entry(name, split, 1, 1, "0" * 64) for name, split in (  # every field is checked
+        ("val_000000.bin", "val"), ("train_000001.bin", "train"), ("train_000002.bin", "train"))], "gpt2", 50257, 50256)
     write_manifest(tmp_path, manifest)
     assert read_manifest(tmp_path) == manifest
     assert [p.name for p in shard_paths(tmp_path, "train")] == ["train_000001.bin", "train_000002.bin"]
@@ -118,7 +116,7 @@ def test_built_manifest_counts_each_split_and_reads_back(tmp_path):
     assert entries[0]["sha256"] == file_sha256(tmp_path / "val_000000.bin")
     write_manifest(tmp_path, manifest)
     assert read_manifest(tmp_path) == manifest
-    with pytest.raises(ShardError, match="malformed shard entry"):
+    with pytest.raises(ShardError, match=r"shards\[0\]\.split is 'test'"):
         build_manifest([shard_entry("x.bin", "test", 1, 1, "")], "gpt2", 50257, 50256)
 
 
@@ -128,7 +126,7 @@ def test_bad_or_missing_manifest_is_rejected(tmp_path):
     with pytest.raises(ShardError, match="no such shard folder"):
         read_manifest(tmp_path / "nope")
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ShardError, match="unreadable manifest"):
+    with pytest.raises(ShardError, match="manifest is not valid JSON"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ShardError, match="not a gptstack-shards manifest"):

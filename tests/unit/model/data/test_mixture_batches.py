@@ -27,7 +27,7 @@ def make_folder(root, name, first, train_tokens, tokenizer="gpt2"):
         file = f"{split}_000000.bin"
         write_shard(folder / file, np.arange(start, start + size, dtype=np.uint16))
         entries.append(shard_entry(file, split, size, 0, file_sha256(folder / file)))
-    vocab_size = 50257 if tokenizer == "gpt2" else 100277
+    vocab_size = 50257 if tokenizer == "gpt2" else 50281  # p50k_base; a manifest holds uint16 ids
     write_manifest(folder, build_manifest(entries, tokenizer, vocab_size, vocab_size - 1))
     return folder
 
@@ -73,11 +73,11 @@ def test_two_tokenizers_are_refused_in_one_line(specs, tmp_path):
     folders = [ShardFolder(spec.dir) for spec in specs]
     check_one_tokenizer(specs, folders)  # one tokenizer: accepted
     assert {folder.tokenizer_record()["name"] for folder in folders} == {"gpt2"}
-    other = SourceSpec("cl100k", str(make_folder(tmp_path, "cl", 60_000, 1000, tokenizer="cl100k_base")), 0.5)
+    other = SourceSpec("p50k", str(make_folder(tmp_path, "p50", 60_000, 1000, tokenizer="p50k_base")), 0.5)
     with pytest.raises(ShardError) as refused:
         check_one_tokenizer([*specs, other], [*folders, ShardFolder(other.dir)])
     message = str(refused.value)
-    assert "\n" not in message and "'cl100k_base'" in message and "'gpt2'" in message and "zh" in message
+    assert "\n" not in message and "'p50k_base'" in message and "'gpt2'" in message and "zh" in message
 
 
 def test_rows_are_windows_of_their_source_in_the_mixture_shares(specs):
