@@ -7,7 +7,8 @@
 
 The one vocabulary the commands share (docs/install.md, "One command"): `--data DIR` is a shard folder (prepare writes it,
 inspect/adopt check it, train reads it), `--checkpoint` is our weights side (a run folder, a step folder or a
-weights folder), `--run-dir` a training run's output folder, `--limit N` at most N documents in all.
+weights folder), `--run-dir` a training run's output folder, `--limit N` at most N documents in all, `--force` write
+into an output folder that is not new, empty or the command's own (`add_force_argument`, gptstack/output_folder.py).
 """
 import argparse
 
@@ -34,3 +35,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         exit_with_error(InputError(f"{message} (see {self.prog} --help)"))
+
+
+def add_force_argument(parser: argparse.ArgumentParser, what: str = "--output") -> None:
+    """`--force`, the one override of the output-folder rule (gptstack/output_folder.py), with one help text."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"write into {what} even when it holds files this command did not write: says which "
+                             "ones it replaces (only names the command writes; the others stay). Without it "
+                             f"{what} must be new, empty, or an earlier output of this command")

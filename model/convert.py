@@ -9,6 +9,11 @@ Our parameter names are Hugging Face's, so the only differences are:
   * our token embedding has extra rows (vocabulary padded to a multiple of 64); HF has exactly vocab_size rows.
   * the output head is tied to the token embedding, so `lm_head.weight` is stored by neither side.
   * old GPT-2 files also hold the causal-mask buffers `attn.bias` / `attn.masked_bias`: constants, skipped.
+
+Both directions write only into a new or empty folder, or one an earlier run of the same direction wrote (its
+`.gptstack.json` marker; for --from-hf also a weights folder an older version imported, see
+`written_by_older_import`); `--force` writes into any other folder and says which of its files it replaces
+(gptstack/output_folder.py). A training checkpoint's model/ is never taken for an import's output without it.
 """
 import argparse
 import json
@@ -21,11 +26,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2Tokenizer
 
-from gptstack.cli_args import ArgumentParser
+from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import atomic_write
-from model.checkpoint.layout import CheckpointError
-from model.checkpoint.weights import build_model, load_model, resolve_checkpoint, save_safetensors, save_weights
+from gptstack.output_folder import claim_output_folder
+from model.checkpoint.layout import STATE_FILE, WEIGHTS_FILE, CheckpointError, step_number
+from model.checkpoint.weights import (CONFIG_FILE, build_model, load_model, resolve_checkpoint, save_safetensors,
+                                      save_weights)
 from model.gpt import GPT, GPTConfig
 from model.model_card import write_export_extras
 from model.run_tokenizer import weights_tokenizer
@@ -35,6 +42,10 @@ from pipeline.tokenizer.encodings import gpt2_bpe_files
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
 GPT2_VOCAB_SIZE = 50257  # the tokenizer files we write beside an export are GPT-2's: only for this vocabulary
+IMPORT_WRITES = (WEIGHTS_FILE, CONFIG_FILE)  # save_weights
+# what export_to_hf and write_export_extras write (weights, configs, model card, Hugging Face tokenizer files)
+EXPORT_WRITES = (WEIGHTS_FILE, CONFIG_FILE, "generation_config.json", "README.md", "vocab.json", "merges.txt",
+                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 def _check_hf_config(hf: dict, config_path: Path) -> None:
@@ -172,16 +183,20 @@ def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def export_target_problem(target: Path, force: bool) -> str | None:
-    """Why --to-hf TARGET must not be written, or None: an export writes config.json, model.safetensors and
-    tokenizer files, and would overwrite a folder's own without a word."""
-    if target.exists() and not target.is_dir():
-        return f"--to-hf {target} is a file: give a new or empty folder"
-    held = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
-    if held and not force:
-        return (f"--to-hf {target} is not empty (holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}): "
-                f"give a new or empty folder, or --force to overwrite")
-    return None
+def written_by_older_import(folder: Path) -> bool:
+    """A weights folder an earlier `--from-hf` wrote before output markers: only config.json (ours, not Hugging
+    Face's) and model.safetensors, and not the model/ of a training checkpoint (whose weights an import must not
+    replace without --force)."""
+    if {p.name for p in folder.iterdir()} != set(IMPORT_WRITES):
+        return False
+    parent = folder.parent
+    if step_number(parent) is not None or parent.name.startswith("step_") or (parent / STATE_FILE).exists():
+        return False
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "n_embd" in config and "model_type" not in config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,30 +215,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", metavar="CHECKPOINT", type=Path,
                         help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
                              "folder (its newest complete checkpoint)")
-    parser.add_argument("--force", action="store_true",
-                        help="--to-hf: write into a folder that already holds files (ours overwrite theirs); "
-                             "without it --to-hf takes only a new or empty folder")
+    add_force_argument(parser, "--out or --to-hf")
     parser.add_argument("--to-hf", metavar="DIR", type=Path,
                         help="folder to write the Hugging Face model to (weights, config, and the tokenizer the "
                              "checkpoint holds)")
     args = parser.parse_args(argv)
+    out_flag = "--out"
     if args.from_hf and args.checkpoint and not args.out and not args.to_hf:  # one name for our side
-        args.out, args.checkpoint = args.checkpoint, None
+        args.out, args.checkpoint, out_flag = args.checkpoint, None, "--checkpoint"
     if bool(args.from_hf) == bool(args.checkpoint) or bool(args.from_hf) != bool(args.out) \
             or bool(args.checkpoint) != bool(args.to_hf):
         parser.error("use either --checkpoint CHECKPOINT --to-hf DIR, or --from-hf DIR --checkpoint (or --out) CHECKPOINT")
-    problem = export_target_problem(args.to_hf, args.force) if args.to_hf else None
-    if problem:
-        exit_with_error(CheckpointError(problem))
     try:
+        # checked before any input is read; the marker is written once it loaded (bad input: no folder left)
         if args.from_hf:
+            output = claim_output_folder(args.out, "model.convert --from-hf", args.force, out_flag, IMPORT_WRITES,
+                                         legacy=written_by_older_import, write=False)
             model = gpt_from_hf(args.from_hf)
+            output.record(IMPORT_WRITES)
             save_weights(model, args.out)
             print(f"imported {args.from_hf} ({model.num_parameters(non_embedding=False):,} parameters) -> {args.out}")
         else:
+            output = claim_output_folder(args.to_hf, "model.convert --to-hf", args.force, "--to-hf", EXPORT_WRITES,
+                                         write=False)
             model = load_model(args.checkpoint)
             weights_folder = resolve_checkpoint(args.checkpoint)
             tokenizer = weights_tokenizer(weights_folder)
+            output.record(EXPORT_WRITES)
             export_to_hf(model, args.to_hf, tokenizer)
             write_export_extras(args.to_hf, model, weights_folder, tokenizer.label)  # generation_config.json, README.md
             print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")

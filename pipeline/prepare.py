@@ -12,7 +12,9 @@
 
 Steps 1-4 are each a run of the executor writing its own folder (pipeline/runner/stages.py). Everything is first written
 inside OUTPUT/.prepare-work/; an earlier finished output in OUTPUT stays valid until the final commit, which only
-renames files. Interrupted? Run the same command again: finished stages and finished datatrove tasks are
+renames files. OUTPUT must be new, empty, or prepare's own (its `.gptstack.json` marker, or an older version's
+manifest.json); `--force` writes into another folder, replacing only the names prepare writes, and says which.
+Interrupted? Run the same command again: finished stages and finished datatrove tasks are
 not redone. A different command or input refuses to mix with the unfinished work (`--restart` redoes what changed).
 Where the stages run (this machine, a Ray cluster, Slurm jobs) is `--executor` (pipeline/runner/executors.py).
 """
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gptstack.errors import GPTStackError, InputError, exit_with_error
-from gptstack.files import check_writable_dir
+from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_error
+from gptstack.output_folder import claim_output_folder
 from gptstack.folder_lock import FolderLock, describe_takeover
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
 from pipeline.clean.chain import CleaningPlan
@@ -42,7 +44,8 @@ from pipeline.runner.executors import (ExecutorFactory, ExecutorSettings, check_
 from pipeline.runner.progress import folder_bytes
 from pipeline.runner.stages import Stage, StageReader, input_signature, run_stages, stage_writer
 from pipeline.runner.tasklog import is_disk_full
-from pipeline.shards import build_manifest, check_output_folder, commit_shard_folder, provenance
+from pipeline.shards import (MANIFEST_NAME, SHARD_GLOB, build_manifest, check_output_folder, commit_shard_folder,
+                             provenance, read_manifest)
 from pipeline.tokenizer import COPY_DIR, get_tokenizer
 from pipeline.tokenizer.plan import (manifest_tokenizer, plan_tokenizer, tokenizer_companion, tokenizer_fingerprint,
                                      train_on_shuffled)
@@ -51,6 +54,8 @@ from pipeline.tokens.shuffle import shuffle_stages
 from pipeline.tokens.tokenize_step import TokenizeToStream
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
+COMPANIONS = ("rejected", "logs", "cleaning", DUPLICATES_FOLDER, COPY_DIR)  # committed beside the shards
+PREPARE_WRITES = (WORK_FOLDER, MANIFEST_NAME, SHARD_GLOB, *COMPANIONS)  # every top-level name prepare writes
 
 # A run killed with kill -9 leaves its forked workers holding the lock until they notice (pipeline/runner/lifeline.py,
 # about a second; longer on a loaded machine): a run that finds the holder's main process dead waits this long.
@@ -97,7 +102,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     output = Path(args.output or Path("data") / args.corpus).absolute()
     work = output / WORK_FOLDER
     tokenizer = plan_tokenizer(args, output, work)  # a name, a verified folder, or one this run trains
-    check_output_folder(output, tokenizer.label, unfinished_commit=work.is_dir())
+    if not args.force:  # (--force replaces another tokenizer's shards, and says so when it claims the folder)
+        check_output_folder(output, tokenizer.label, unfinished_commit=work.is_dir())
     if not tokenizer.trains:
         tokenizer.tokenizer.check_fits_uint16()
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
@@ -111,7 +117,10 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
     counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
     check_no_slurm_jobs_running(work)
-    check_writable_dir(output, "--output", InputError)  # the first thing written
+    # The first thing written: our marker. Only a new or empty folder, our own, or --force (gptstack/output_folder.py).
+    folder = claim_output_folder(output, "pipeline.prepare", args.force, writes=PREPARE_WRITES,
+                                 legacy=written_by_older_prepare)
+    folder.record([WORK_FOLDER])
     # One run per output folder, taken before anything in the work folder is read, reused or cleaned; a killed run's
     # lock is free again (gptstack/folder_lock.py).
     lock = held.enter_context(FolderLock(work / "lock", output, "prepare", orphan_grace=ORPHAN_GRACE_SECONDS))
@@ -173,13 +182,25 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         executor={"name": settings.executor, "tasks": counts.tasks,  # workers None: as many as Slurm runs
                   "workers": None if counts.workers == -1 else counts.workers}, **tokenizer_fields)
     removed = work / "dedup" / "removed"  # documents dedup removed, each with the id of the one kept
-    commit_shard_folder(output, work / "staged", manifest, {
+    commit_shard_folder(folder, work / "staged", manifest, {
         "rejected": work / "rejected", "logs": work / "logs", "cleaning": work / "cleaning",
         DUPLICATES_FOLDER: removed if any(removed.glob("*")) else None,
         COPY_DIR: tokenizer_companion(tokenizer, work)})
     shutil.rmtree(work, ignore_errors=True)
     print_summary(output, manifest)
     return manifest
+
+
+def written_by_older_prepare(output: Path) -> bool:
+    """A folder prepare wrote before output markers existed: a valid manifest.json of ours, or its unfinished work
+    folder. Such a folder is accepted as prepare's own, so existing users' shard folders keep working."""
+    if (output / WORK_FOLDER).is_dir():
+        return True
+    try:
+        read_manifest(output)
+    except ShardError:
+        return False
+    return True
 
 
 def skipped_summary(rejected: Path) -> str:

@@ -4,7 +4,7 @@ Kept apart from pipeline/prepare.py so that the orchestration there reads as its
 """
 import argparse
 
-from gptstack.cli_args import ArgumentParser
+from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import InputError
 from pipeline.clean import add_cli_arguments
 from pipeline.dedup import add_dedup_arguments
@@ -64,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="an interrupted run of another command or input left unfinished work in "
                              f"OUTPUT/{WORK_FOLDER}: redo what changed instead of refusing (without it, rerunning the "
                              "same command resumes, skipping the finished tasks)")
+    add_force_argument(parser)  # --output: a folder of the user's only with --force (gptstack/output_folder.py)
     add_cli_arguments(parser)  # --recipe, --languages (pipeline/clean)
     add_tokenizer_arguments(parser)  # --tokenizer NAME|PATH|train, --vocab-size ... (pipeline/tokenizer/plan.py)
     add_executor_arguments(parser)  # --executor, --ray-address, --partition ... (pipeline/runner/executors.py)

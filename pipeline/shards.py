@@ -24,6 +24,7 @@ import numpy as np
 from gptstack.errors import InputError, ShardError
 from gptstack.files import atomic_file, atomic_write
 from gptstack.formats import check_value, field, read_json, short
+from gptstack.output_folder import OutputFolder
 from pipeline.tokenizer.tokenizer import Tokenizer, shard_folder_tokenizer
 
 SHARD_MAGIC = 20240520
@@ -232,31 +233,50 @@ def check_output_folder(folder: Path, tokenizer: str, unfinished_commit: bool, w
         existing = read_manifest(folder)
         if existing.get("tokenizer") != tokenizer:
             raise InputError(f"{what} {folder}: holds shards of tokenizer {existing.get('tokenizer')!r}, not "
-                             f"{tokenizer!r}; choose another folder or delete it")
+                             f"{tokenizer!r}; choose another folder, or add --force to replace them")
     elif any(folder.glob(SHARD_GLOB)) and not unfinished_commit:
-        raise InputError(f"{what} {folder}: holds shard files but no {MANIFEST_NAME}; choose another folder or "
-                         "delete them")
+        raise InputError(f"{what} {folder}: holds shard files but no {MANIFEST_NAME}; choose another folder, or add "
+                         "--force to replace them")
 
 
-def commit_shard_folder(folder: Path, staged: Path, manifest: dict, companions: dict[str, Path | None]) -> None:
-    """Move the manifest's shards from `staged` into `folder`, replace its companion folders (name -> the folder
-    that takes its place, None: none) and write the manifest last.
+def commit_shard_folder(folder: OutputFolder, staged: Path, manifest: dict,
+                        companions: dict[str, Path | None]) -> None:
+    """Move the manifest's shards from `staged` into the claimed `folder`, replace its companion folders (name -> the
+    folder that takes its place, None: none) and write the manifest last.
 
+    Only names the folder's owner may replace are removed or replaced (gptstack/output_folder.py): stale shards and
+    companions an earlier run of ours wrote, never a user's file of the same name (refused before anything moves).
     The old manifest goes first, so a crash in this (short, rename-only) window leaves a folder that every reader
     refuses, never one whose manifest lists files of two different runs.
     """
-    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    path = folder.path
     new_files = {entry["file"] for entry in manifest["shards"]}
+    moved_in = {name for name, replacement in companions.items() if replacement is not None and replacement.exists()}
+    foreign = sorted(name for name in {MANIFEST_NAME, *new_files, *companions}
+                     if ((path / name).exists() or (path / name).is_symlink()) and not folder.owns(name))
+    if foreign:
+        raise InputError(f"--output {path}: holds {', '.join(foreign[:4])}, which pipeline.prepare did not write; "
+                         "nothing was replaced (move them away, or use --force)")
+    folder.record([MANIFEST_NAME, *new_files, *moved_in])  # before they are there: a crash leaves them ours
+    (path / MANIFEST_NAME).unlink(missing_ok=True)
     for name in sorted(new_files):
-        os.replace(staged / name, folder / name)
-    for stale in folder.glob(SHARD_GLOB):  # shards of an earlier, larger run
-        if stale.name not in new_files:
+        os.replace(staged / name, path / name)
+    for stale in path.glob(SHARD_GLOB):  # shards of an earlier, larger run of ours
+        if stale.name not in new_files and folder.owns(stale.name):
             stale.unlink()
     for name, replacement in companions.items():
-        shutil.rmtree(folder / name, ignore_errors=True)
-        if replacement is not None and replacement.exists():
-            os.replace(replacement, folder / name)
-    write_manifest(folder, manifest)
+        _remove(path / name)  # owned (checked above), or absent
+        if name in moved_in:
+            os.replace(replacement, path / name)
+    write_manifest(path, manifest)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a symlink (never what it points to) or a folder tree; nothing if absent."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def shard_paths(directory, split: str) -> list[Path]:

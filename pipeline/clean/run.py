@@ -13,6 +13,8 @@ written as jsonl instead of going on to dedup and tokenization. It writes
   OUTPUT/logs/clean/, stages/      datatrove's logs and stats; what a rerun resumes from
 Interrupted? Run the same command again: the tasks that finished are not redone. An unfinished output of another
 command or input is refused (`--restart` starts it afresh); a finished one is replaced.
+OUTPUT must be new, empty, or clean's own (its `.gptstack.json` marker, or an older version's stages/clean.json):
+`--force` writes into another folder, replacing only the names above, and says which (gptstack/output_folder.py).
 """
 import argparse
 import sys
@@ -20,9 +22,9 @@ from pathlib import Path
 
 from datatrove.pipeline.writers import JsonlWriter
 
-from gptstack.cli_args import ArgumentParser
+from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, InputError, exit_with_error
-from gptstack.files import check_writable_dir
+from gptstack.output_folder import claim_output_folder
 from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
                                   recipe_for)
 from pipeline.clean.report import write_report
@@ -33,17 +35,19 @@ from pipeline.runner.stages import Stage, input_signature, run_stages
 
 STAGE = "clean"
 REPORT_FILES = ("report.json", "report.md", "report.png")  # report.json last: its presence means "finished"
+CLEAN_WRITES = ("kept", "excluded", "kept_examples", "rejected", "logs", "stages", "recipe.yaml", *REPORT_FILES)
 DEFAULT_RECIPE_HELP = ("fineweb for WARC input (raw web pages), none for jsonl/parquet input (text already; add "
                        "--recipe fineweb to clean it)")
 
 
 def clean(inputs: str, output: str, recipe: str | None = None, languages: list[str] | None = ("en",),
           workers: int | None = None, tasks: int | None = None, limit: int | None = None, restart: bool = False,
-          shared_word_split: bool = True) -> dict:
+          shared_word_split: bool = True, force: bool = False) -> dict:
     """Readers -> `limit` -> recipe -> kept/*.jsonl.gz, as one resumable stage; returns the report's summary.
 
     recipe: a name or a path; None: the default of the input's corpus (fineweb for WARC, none for text).
     workers, tasks, limit: as `pipeline.prepare`'s (None: its defaults; `limit` is a total over all tasks).
+    force: write into an `output` that is not new, empty or clean's own (see the module docstring).
     """
     out = Path(output).absolute()
     corpus = corpus_of_files(inputs)
@@ -54,7 +58,10 @@ def clean(inputs: str, output: str, recipe: str | None = None, languages: list[s
                                 shared_word_split=shared_word_split)
     settings = ExecutorSettings()
     counts = size_tasks(settings, readers, tasks, workers, limit)
-    check_writable_dir(out, "--output", InputError)
+    # the first thing written: our marker, in a new or empty folder, our own, or with --force
+    folder = claim_output_folder(out, "pipeline.clean", force, writes=CLEAN_WRITES,
+                                 legacy=lambda path: (path / "stages" / f"{STAGE}.json").is_file())
+    folder.record(CLEAN_WRITES)  # the stage writes them as it goes (no commit step to record them at)
 
     kept = JsonlWriter(str(out / "kept"), output_filename="${rank}.jsonl.gz")
     pipeline = [*readers, *([LimitDocuments(limit)] if limit else []), *plan.steps, kept]
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="pieces the input is split into (default: one per input file; 1 with --limit)")
     parser.add_argument("--limit", type=int, default=None,
                         help="read at most this many documents in all (split evenly between tasks), for quick runs")
+    add_force_argument(parser)
     parser.add_argument("--restart", action="store_true",
                         help="OUTPUT holds an unfinished run of another command or input: start afresh instead of "
                              "refusing (without it, rerunning the same command resumes)")
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, flag) is not None and getattr(args, flag) < 1:
                 raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
         summary = clean(args.input, args.output, args.recipe, parse_languages(args.languages), args.workers,
-                        args.tasks, args.limit, args.restart)
+                        args.tasks, args.limit, args.restart, force=args.force)
     except GPTStackError as error:
         exit_with_error(error)
     docs, output = summary["documents"], Path(args.output)
