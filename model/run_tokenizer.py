@@ -9,11 +9,10 @@ A run on GPT-2 BPE (or another tiktoken name) has no folder to copy: its checkpo
 trainer_state.json, and a weights folder with neither (older checkpoints, imported GPT-2 weights) is GPT-2's.
 """
 import dataclasses
-import json
 from pathlib import Path
 
 from gptstack.errors import GPTStackError
-from model.checkpoint.layout import STATE_FILE, CheckpointError
+from model.checkpoint.layout import RESUME_FIELDS, STATE_FILE, CheckpointError, read_trainer_state
 from model.config import ConfigError
 from pipeline.shards import ShardFolder
 from pipeline.tokenizer import COPY_DIR, Tokenizer, get_tokenizer, stored_tokenizer, tokenizer_label
@@ -40,7 +39,7 @@ def sized_model_config(gpt_config, configured_vocab_size: int | None, tokenizer:
 
 def check_resume_tokenizer(checkpoint: Path, tokenizer: Tokenizer) -> None:
     """Refuse to continue a checkpoint trained on the ids of another tokenizer (one line)."""
-    state = json.loads((Path(checkpoint) / STATE_FILE).read_text())
+    state = read_trainer_state(Path(checkpoint), RESUME_FIELDS)
     saved = state.get("tokenizer") or {"name": "gpt2", "sha256": None, "vocab_size": state.get("model", {}).get(
         "vocab_size")}
     if not tokenizer.same_as(saved) or saved.get("vocab_size") != tokenizer.vocab_size:
@@ -53,11 +52,12 @@ def check_resume_tokenizer(checkpoint: Path, tokenizer: Tokenizer) -> None:
 def weights_tokenizer(weights_folder) -> Tokenizer:
     """The tokenizer of a weights folder: its tokenizer/ copy, else the name its checkpoint recorded, else gpt2."""
     weights_folder = Path(weights_folder)
+    # Read (and validated) first in any case: sample and convert refuse a malformed one before writing anything.
+    state = (read_trainer_state(weights_folder.parent, required=())
+             if (weights_folder.parent / STATE_FILE).is_file() else {})
     if (weights_folder / COPY_DIR).is_dir():
         return stored_tokenizer(weights_folder, None)
-    state = weights_folder.parent / STATE_FILE
-    if state.is_file():
-        recorded = json.loads(state.read_text()).get("tokenizer") or {}
-        if recorded.get("name") and not recorded.get("sha256"):
-            return get_tokenizer(recorded["name"])
+    recorded = state.get("tokenizer") or {}
+    if recorded.get("name") and not recorded.get("sha256"):
+        return get_tokenizer(recorded["name"])
     return get_tokenizer("gpt2")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from gptstack.errors import GPTStackError
+from gptstack.formats import check_value, field, read_json_object, short
 
 CHECKPOINTS_DIR = "checkpoints"
 STEP_DIR = re.compile(r"^step_(\d+)$")  # step_000200; a name ending in .tmp is never a finished checkpoint
@@ -153,9 +154,78 @@ def remove_unfinished_saves(run_dir: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def read_trainer_state(checkpoint: Path) -> dict:
-    path = checkpoint / STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
+# ---- trainer_state.json: the one loader, every field's type and range checked before anyone uses it ---------------
+RESUME_FIELDS = ("step", "world_size", "zero_stage", "precision", "loader", "model")  # what a resume reads
+MAX_STEP = 10**12  # far beyond any run; also bounds what the model card multiplies and formats
+MAX_COUNT = 2**62  # samples, tokens, windows: fit an int64 (numpy indexes with them)
+MAX_SEED = 2**63 - 1
+MAX_NAME = 4096  # names and paths in the record
+
+
+def _check_mixture(mixture, where: str) -> None:
+    field(mixture, "seed", int, where, CheckpointError, low=0, high=MAX_SEED)
+    field(mixture, "shuffle", bool, where, CheckpointError)
+    field(mixture, "block", int, where, CheckpointError, low=1, high=MAX_COUNT)
+    field(mixture, "phase_start", int, where, CheckpointError, low=0, high=MAX_COUNT)
+    for part in ("sources", "parked"):
+        entries = field(mixture, part, dict, where, CheckpointError, max_length=10_000,
+                        **({"default": {}} if part == "parked" else {}))
+        if part == "sources" and not entries:
+            raise CheckpointError(f"{where}sources is empty")
+        for name, entry in entries.items():
+            inner = f"{where}{part}.{short(name, 40)}."
+            check_value(entry, dict, inner.rstrip("."), CheckpointError)
+            field(entry, "windows", int, inner, CheckpointError, low=1, high=MAX_COUNT)
+            field(entry, "consumed", int, inner, CheckpointError, low=0, high=MAX_COUNT)
+            if part == "sources":
+                field(entry, "weight", float, inner, CheckpointError, low=0, high=1)
+                field(entry, "base", int, inner, CheckpointError, low=0, high=MAX_COUNT)
+
+
+def _check_trainer_state(state: dict, where: str, required: tuple[str, ...]) -> None:
+    """Every field the trainer, the model card and the tokenizer lookup read; `required` must be present."""
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"{where}{', '.join(missing)} missing (not a checkpoint this trainer wrote)")
+    checks = {"step": (int, dict(low=0, high=MAX_STEP)), "world_size": (int, dict(low=1, high=2**20)),
+              "zero_stage": (int, dict(low=0, high=3)), "precision": (str, dict(max_length=16)),
+              "tokens_per_step": (int, dict(low=1, high=MAX_STEP)), "loader": (dict, {}), "model": (dict, {}),
+              "tokenizer": ((dict, type(None)), {}), "data_fingerprint": ((str, type(None)), dict(max_length=MAX_NAME)),
+              "saved": (str, dict(max_length=MAX_NAME))}
+    for key, (kind, bounds) in checks.items():
+        field(state, key, kind, where, CheckpointError, default=None, **bounds)
+    if state.get("precision") not in (None, "bf16", "fp16", "fp32"):
+        raise CheckpointError(f"{where}precision must be bf16, fp16 or fp32, not {short(state['precision'])}")
+    loader = state.get("loader")
+    if loader is not None:
+        inner = f"{where}loader."
+        field(loader, "samples_consumed", int, inner, CheckpointError, low=0, high=MAX_COUNT)
+        field(loader, "seed", int, inner, CheckpointError, default=None, low=0, high=MAX_SEED)
+        field(loader, "shuffle", bool, inner, CheckpointError, default=None)
+        field(loader, "seq_len", int, inner, CheckpointError, default=None, low=1, high=2**24)
+        field(loader, "windows_per_epoch", int, inner, CheckpointError, default=None, low=0, high=MAX_COUNT)
+        field(loader, "split", str, inner, CheckpointError, default=None, max_length=16)
+        if "mixture" in loader:
+            _check_mixture(check_value(loader["mixture"], dict, f"{inner}mixture", CheckpointError), f"{inner}mixture.")
+    model = state.get("model")
+    if model is not None:
+        for key in SHAPE_FIELDS:
+            kind, bounds = (bool, {}) if key == "bias" else (int, dict(low=1, high=2**24))
+            field(model, key, kind, f"{where}model.", CheckpointError, default=None, **bounds)
+    tokenizer = state.get("tokenizer")
+    if tokenizer is not None:
+        inner = f"{where}tokenizer."
+        field(tokenizer, "name", str, inner, CheckpointError, max_length=MAX_NAME)
+        field(tokenizer, "vocab_size", int, inner, CheckpointError, low=1, high=2**24)
+        field(tokenizer, "eot_token", (int, type(None)), inner, CheckpointError, default=None, low=0, high=2**24)
+        field(tokenizer, "sha256", (str, type(None)), inner, CheckpointError, default=None, max_length=64)
+        field(tokenizer, "path", str, inner, CheckpointError, default=None, max_length=MAX_NAME)
+
+
+def read_trainer_state(checkpoint: Path, required: tuple[str, ...] = ("step",)) -> dict:
+    """A checkpoint's trainer_state.json, validated: a wrong type, an absurd value or a missing `required` field is
+    one CheckpointError naming the file and the field (resume passes RESUME_FIELDS)."""
+    path = Path(checkpoint) / STATE_FILE
+    state = read_json_object(path, CheckpointError, "trainer state", max_bytes=16 * 2**20)
+    _check_trainer_state(state, f"{path}: ", required)
+    return state

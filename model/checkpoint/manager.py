@@ -33,10 +33,10 @@ import torch
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.files import atomic_write, fsync_dir
-from model.checkpoint.layout import (CHECKPOINTS_DIR, DEEPSPEED_TAG, FILES_LIST, MODEL_DIR, RNG_DIR, SHAPE_FIELDS,
-                                     STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed, is_complete,
-                                     latest, list_files, newest_verified, read_trainer_state, step_dir_name,
-                                     step_number, verify)
+from model.checkpoint.layout import (CHECKPOINTS_DIR, DEEPSPEED_TAG, FILES_LIST, MODEL_DIR, RESUME_FIELDS, RNG_DIR,
+                                     SHAPE_FIELDS, STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed,
+                                     is_complete, latest, list_files, newest_verified, read_trainer_state,
+                                     step_dir_name, step_number, verify)
 from model.checkpoint.rank_state import full_fp32_state_dict, rng_state, set_rng_state
 from model.checkpoint.safe_load import load_tensors, use_safe_checkpoint_engine, verify_files
 from model.checkpoint.weights import save_weights
@@ -75,8 +75,9 @@ def resolve_resume(resume: str, run_dir: Path, say: Callable[[str], None] | None
 
 
 def check_compatible(checkpoint: Path, gpt_config: GPTConfig, seq_len: int) -> dict:
-    """Refuse, before any step, a checkpoint whose model shape differs from the configured one."""
-    state = read_trainer_state(checkpoint)
+    """Refuse, before any step, a checkpoint whose model shape differs from the configured one (its
+    trainer_state.json validated, every field a resume reads present)."""
+    state = read_trainer_state(checkpoint, RESUME_FIELDS)
     saved = state.get("model", {})
     wanted = asdict(gpt_config)
     different = [f"{k}={saved.get(k)!r} (config: {wanted[k]!r})" for k in SHAPE_FIELDS if saved.get(k) != wanted[k]]
