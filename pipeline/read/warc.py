@@ -22,6 +22,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import WarcReader
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader, DecompressingBufferedReader
+from warcio.exceptions import ArchiveLoadFailed
+from zstandard import ZstdError
 
 from gptstack.files import MAX_RECORD_BYTES, read_at_most
 from pipeline.read.blocks import contiguous_block
@@ -33,10 +35,34 @@ WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst", ".arc.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Reasons that mean the input itself is damaged, not merely a record that is no page (pipeline/readers.SKIP_REASONS)
 DAMAGE_REASONS = ("corrupt_file", "empty_file", "undecodable", "too_large")
+# What reading a damaged file raises: a cut or garbled gzip or zstd stream, a garbled record (GarbledRecord, a
+# RecordTooLarge header line: both ValueErrors). The rest of that file is skipped as corrupt_file.
+DAMAGE_ERRORS = (ArchiveLoadFailed, EOFError, OSError, zlib.error, ZstdError, ValueError)
 
 
 class RecordTooLarge(ValueError):
     """A WARC header line or HTTP body that decodes to more than MAX_RECORD_BYTES (a compression bomb)."""
+
+
+class GarbledRecord(ValueError):
+    """What warcio raised on bytes it parsed without checking them (a response record without WARC-Target-URI is an
+    AttributeError deep inside it): the file is damaged from there on, like a truncated one."""
+
+
+def parsed_records(iterator: ArchiveIterator):
+    """warcio's records, one at a time; any error while parsing one is the file's damage (GarbledRecord), never a
+    traceback out of the read stage."""
+    records = iter(iterator)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except DAMAGE_ERRORS:
+            raise
+        except Exception as e:
+            raise GarbledRecord(f"a garbled record ({type(e).__name__}: {e})") from e
+        yield record
 
 
 class _BoundedLines(DecompressingBufferedReader):
@@ -166,8 +192,6 @@ class CheckedWarcReader(WarcReader):
         self._writer.write(Document(text="", id=record_id or where, metadata=pointer), self._rank)
 
     def read_file(self, filepath: str):
-        from warcio.exceptions import ArchiveLoadFailed
-
         records, offset = 0, 0
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
@@ -175,7 +199,7 @@ class CheckedWarcReader(WarcReader):
                     self.progress.start_file(self.data_folder, filepath, f)
                 iterator = ArchiveIterator(f)
                 iterator.reader.__class__ = _BoundedLines  # (warcio makes its reader in __init__, unread yet)
-                for record in iterator:
+                for record in parsed_records(iterator):
                     records += 1
                     self.stat_update("records")
                     with self.track_time():
@@ -189,7 +213,7 @@ class CheckedWarcReader(WarcReader):
                         self.keep_aside(filepath, offset, reason, detail, record)
                     else:
                         yield document
-        except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
+        except DAMAGE_ERRORS as e:
             # A truncated gzip or a garbled record: what was read stays, the rest of this file is skipped.
             self.keep_aside(filepath, offset, "corrupt_file", " ".join(f"{type(e).__name__}: {e}".split())[:300])
             return
