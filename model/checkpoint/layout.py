@@ -21,12 +21,14 @@ latest step. This module imports nothing heavier than the standard library, so e
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from gptstack.errors import GPTStackError
+from gptstack.files import entry_kind
 from gptstack.formats import check_value, field, read_json_object, short
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -107,9 +109,31 @@ def list_files(checkpoint: Path) -> dict[str, int]:
             if p.is_file() and p.name != FILES_LIST and p.relative_to(checkpoint).parts[0] != UNIVERSAL_TAG}
 
 
+def check_no_links(checkpoint: Path) -> None:
+    """Refuse a checkpoint that is, or holds anywhere below it, a symbolic link or a special file (a FIFO, a device).
+
+    We never write one, and a link steers what is loaded: DeepSpeed's universal loader lists universal/zero/<name>/
+    itself and unpickles what is there, so a linked folder of planted .pt files ran code that a walk with
+    Path.rglob (which does not enter linked folders) never checked. Refusing links at all, before anything is
+    loaded, leaves nothing for a check and a loader to see differently (deepspeed/, universal/, rng/, model/)."""
+    pending = [Path(checkpoint)]
+    while pending:
+        path = pending.pop()
+        kind = entry_kind(path)
+        if kind == "folder":
+            pending.extend(sorted(path.iterdir(), reverse=True))
+        elif kind != "file":
+            inner = path.relative_to(checkpoint.parent) if path != checkpoint else Path(checkpoint.name)
+            what = f"a {kind}" + (f" (to {os.readlink(path)})" if kind == "symbolic link" else "")
+            raise CheckpointError(f"checkpoint {checkpoint}: {inner} is {what}; a checkpoint holds only plain files "
+                                  f"and folders, and a link could steer what is unpickled: refusing to load it")
+
+
 def verify(checkpoint: Path) -> str | None:
     """What is wrong with a committed checkpoint's files (missing, truncated, grown), or None when every file
-    listed at its commit is there with its size. Checkpoints written before the list existed are taken as they are."""
+    listed at its commit is there with its size. Checkpoints written before the list existed are taken as they are.
+    A link or special file anywhere in it is not damage but tampering: a CheckpointError (`check_no_links`)."""
+    check_no_links(checkpoint)
     path = checkpoint / FILES_LIST
     if not path.is_file():
         return None
