@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gptstack.files import MAX_RECORD_BYTES, atomic_write, copy_at_most
+from gptstack.files import MAX_RECORD_BYTES, atomic_write, bounded_lines, copy_at_most
+from gptstack.formats import check_value, field, short
 from model.config import ConfigError
 
 HELLASWAG_METRIC = "hellaswag_acc_token_norm"  # the metrics.jsonl key: what it is, not what it resembles
@@ -75,25 +76,49 @@ def hellaswag_path(setting: str) -> Path:
 
 
 def load_hellaswag(path: Path, limit: int | None = None) -> list[dict]:
-    """Examples {"ctx": str, "endings": [4 str], "label": int}, checked, in file order."""
+    """Examples {"ctx": str, "endings": [4 str], "label": 0-3}, checked line by line when the run starts (a bad
+    record would otherwise fail at the first evaluation, hours in), in file order. Every problem is a ConfigError
+    naming the file and line. A label may be a digit string, as Hugging Face's copy of the file writes it."""
     examples = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for line_number, line in enumerate(bounded_lines(f), 1):
+            where = f"{path}:{line_number}"
+            if line is None:
+                raise ConfigError(f"{where}: a line over {MAX_RECORD_BYTES:,} bytes; not a HellaSwag record")
             try:
-                example = json.loads(line)
-                ctx, endings, label = example["ctx"], example["endings"], int(example["label"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ConfigError(f"{path}:{line_number}: not a HellaSwag record ({type(e).__name__}: {e})") from None
-            if len(endings) != 4 or not 0 <= label < 4:
-                raise ConfigError(f"{path}:{line_number}: expected 4 endings and a label 0-3")
-            examples.append({"ctx": ctx, "endings": endings, "label": label})
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{where}: not UTF-8 text (byte {e.start})") from None
+            if not text.strip():
+                continue
+            examples.append(hellaswag_example(text, where))
             if limit is not None and len(examples) >= limit:
                 break
     if not examples:
         raise ConfigError(f"{path}: no HellaSwag examples")
     return examples
+
+
+def hellaswag_example(text: str, where: str) -> dict:
+    """One line of the file as an example, each field of its type (ConfigError naming `where` otherwise)."""
+    try:
+        example = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply; not a HellaSwag record") from None
+    except ValueError as e:
+        raise ConfigError(f"{where}: not a HellaSwag record ({' '.join(str(e).split())[:100]})") from None
+    check_value(example, dict, f"{where}: the record", ConfigError)
+    at = f"{where}: "
+    ctx = field(example, "ctx", str, at, ConfigError)
+    endings = field(example, "endings", list, at, ConfigError)
+    if len(endings) != 4:
+        raise ConfigError(f"{at}expected 4 endings, found {len(endings)}")
+    for number, ending in enumerate(endings):
+        check_value(ending, str, f"{at}endings[{number}]", ConfigError)
+    label = field(example, "label", (int, str), at, ConfigError)
+    if label not in (0, 1, 2, 3, "0", "1", "2", "3"):
+        raise ConfigError(f"{at}label must be 0, 1, 2 or 3, not {short(label)}")
+    return {"ctx": ctx, "endings": endings, "label": int(label)}
 
 
 def render_example(example: dict, encoding, block_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:

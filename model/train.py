@@ -123,6 +123,10 @@ class Trainer:
             for folder in self.data.folders.values():
                 check_token_range(folder, self.gpt_config.vocab_size)
         self.data_fingerprint = self.data.fingerprint()
+        self.hellaswag = None  # read and checked before the run folder is touched: a bad file writes nothing
+        if c.eval.hellaswag:
+            from model.evaluation import hellaswag_path, load_hellaswag
+            self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
         if self.is_main:
             # One trainer per run folder (gptstack/folder_lock.py); under it, unfinished saves go before anything
             # counts the folder's checkpoints or free space.
@@ -151,10 +155,6 @@ class Trainer:
         self.finished = self.resume_state is not None and self.resume_state["step"] >= c.train.max_steps
         parameters = count_parameters(self.gpt_config, non_embedding=False)
         check_output_folder(self.run_dir, ckpt.estimated_checkpoint_bytes(parameters), c.checkpoint.keep_last)
-        self.hellaswag = None
-        if c.eval.hellaswag:
-            from model.evaluation import hellaswag_path, load_hellaswag
-            self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
 
     # ---- set-up -----------------------------------------------------------------------------------------------
     def setup(self) -> None:
