@@ -34,8 +34,7 @@ SKIP_REASONS = {
     "corrupt_file": "file is corrupt or truncated; the rest of it is skipped",
     "empty_file": "file holds no record",  # (WARC input)
     "undecodable": "no character set decodes the page",  # (WARC input)
-    "too_large": f"record over {MAX_RECORD_BYTES >> 20} MiB once decoded (gptstack/files.py MAX_RECORD_BYTES), "
-                 "skipped unread",
+    "too_large": f"larger than {MAX_RECORD_BYTES >> 20} MiB once decoded",  # (gptstack/files.py MAX_RECORD_BYTES)
 }
 MAX_WARNINGS_PER_TASK = 20
 
