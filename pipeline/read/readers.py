@@ -20,7 +20,7 @@ from datatrove.pipeline.readers.parquet import ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.logging import logger
 
-from gptstack.files import MAX_RECORD_BYTES, bounded_lines
+from gptstack.files import MAX_RECORD_BYTES, bounded_lines, open_for_write
 from pipeline.read.blocks import contiguous_block
 from pipeline.read.compressed import open_input
 from pipeline.read.progress import ReadProgress
@@ -55,7 +55,7 @@ class RejectedRecords:
             logger.warning(f"further skipped records are only counted; all are kept in {self.path.parent}")
         if self.file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "w", encoding="utf-8")
+            self.file = open_for_write(self.path, "w", encoding="utf-8")  # (a link planted there is refused)
         self.file.write(json.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
                                    ensure_ascii=False, default=str) + "\n")
 
