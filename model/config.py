@@ -17,6 +17,7 @@ written (see _TextLoader). The resolved config is written to RUN_DIR/config.yaml
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import yaml
 import configs
 from gptstack.errors import GPTStackError
 from gptstack.files import atomic_write
+from gptstack.formats import MAX_SEED, short
 from model.data.mixture_batches import sources_value
 from model.gpt import GPTConfig, ModelConfigError, count_parameters
 
@@ -271,27 +273,59 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
     return config
 
 
+# Every number of the config and the values it may take, checked in one place (validate). A float is also always
+# finite (nan and inf are refused wherever they are written); an int not listed is 0..MAX_COUNT, so that no step,
+# token or sample count overflows the int64 that numpy and torch keep it in.
+MAX_COUNT = 10**12
+RANGES = {
+    "train.max_steps": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
+    "train.tokens_per_step": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
+    "train.micro_batch_size": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
+    "train.fp16_initial_scale_power": (lambda v: 0 <= v <= 64, "from 0 to 64"),
+    "train.grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "train.seed": (lambda v: 0 <= v <= MAX_SEED, "from 0 to 2**63-1 (what numpy and torch both accept)"),
+    "data.seed": (lambda v: 0 <= v <= MAX_SEED, "from 0 to 2**63-1 (what numpy and torch both accept)"),
+    "data.seq_len": (lambda v: 1 <= v <= 2**24, f"from 1 to {2**24:,}"),
+    # A learning rate above 10 only diverges (AdamW moves every weight by about lr per step).
+    "optim.lr": (lambda v: 0 < v <= 10, "> 0 and at most 10"),
+    "optim.min_lr": (lambda v: 0 <= v <= 10, ">= 0 and at most 10"),
+    "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "optim.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.eps": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "optim.decay_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "eval.val_batches": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
+    "eval.hellaswag_examples": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,} (or null: all)"),
+    "checkpoint.keep_last": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
+    "log.every": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
+}
+_ANY_COUNT = (lambda v: 0 <= v <= MAX_COUNT, f"from 0 to {MAX_COUNT:,}")
+
+
+def check_ranges(config: TrainConfig) -> None:
+    """Every int and float of every section (the model's are GPTConfig's) within its range; one line naming the key."""
+    for section_name in ("train", "data", "optim", "eval", "checkpoint", "log"):
+        section = getattr(config, section_name)
+        for item in dataclasses.fields(section):
+            key, value = f"{section_name}.{item.name}", getattr(section, item.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"config: {key}={value} must be a finite number")
+            accept, allowed = RANGES.get(key, _ANY_COUNT if isinstance(value, int) else (lambda v: True, ""))
+            if not accept(value):
+                raise ConfigError(f"config: {key}={short(value)} must be {allowed}")
+
+
 def validate(config: TrainConfig) -> None:
-    """Checks that need several keys at once (single keys were checked when set)."""
+    """Every value's range (check_ranges), then the checks that need several keys at once."""
     gpt = config.gpt_config()
+    check_ranges(config)
     t, o, d = config.train, config.optim, config.data
-    positive = {"train.max_steps": t.max_steps, "train.tokens_per_step": t.tokens_per_step,
-                "train.micro_batch_size": t.micro_batch_size, "data.seq_len": d.seq_len, "optim.lr": o.lr,
-                "log.every": config.log.every, "checkpoint.keep_last": config.checkpoint.keep_last}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"config: {key}={value} must be > 0")
-    for key, value in {"eval.every": config.eval.every, "checkpoint.every": config.checkpoint.every,
-                       "optim.warmup_steps": o.warmup_steps, "train.grad_clip": t.grad_clip,
-                       "optim.min_lr": o.min_lr, "optim.weight_decay": o.weight_decay}.items():
-        if value < 0:
-            raise ConfigError(f"config: {key}={value} must be >= 0")
     if d.seq_len > gpt.block_size:
         raise ConfigError(f"config: data.seq_len={d.seq_len} exceeds the model's block_size={gpt.block_size}")
     if o.min_lr > o.lr:
         raise ConfigError(f"config: optim.min_lr={o.min_lr} is larger than optim.lr={o.lr}")
-    if not 0.0 <= o.decay_fraction <= 1.0:
-        raise ConfigError(f"config: optim.decay_fraction={o.decay_fraction} must be in [0, 1]")
     if t.tokens_per_step % d.seq_len:  # whole sequences; how ranks share them is batch_layout's, per world size
         raise ConfigError(f"config: train.tokens_per_step={t.tokens_per_step} is not a multiple of "
                           f"seq_len = {d.seq_len}")

@@ -9,6 +9,7 @@ rank r of a step takes items [c + r*B, c + (r+1)*B) and a resume on any number o
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def source_specs(entries: list[dict], where: str = "data.sources") -> list[Sourc
                 weight = float(weight)
             except ValueError:
                 pass
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            raise MixtureError(f"{where}[{number}] ({entry['dir']}): weight {weight!r} must be a number >= 0")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise MixtureError(f"{where}[{number}] ({entry['dir']}): weight {weight!r} must be a finite number >= 0")
         name = entry.get("name") or Path(entry["dir"].rstrip("/")).name
         specs.append(SourceSpec(str(name), entry["dir"], float(weight)))
+    total = sum(spec.weight for spec in specs)  # 1e308 + 1e308 is inf: the fractions would all be 0 or nan
+    if not 0 < total < math.inf:
+        raise MixtureError(f"{where}: the weights add up to {total}; they must add up to a finite number > 0 "
+                           f"(they are relative: 0.6,0.4 and 3,2 are the same mixture)")
     names = [s.name for s in specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
