@@ -98,7 +98,12 @@ def inspect(args: argparse.Namespace) -> None:
     if name not in names:
         raise ShardError(f"{directory / name}: not a shard of this folder (shards: {', '.join(names[:5])}...)")
     tokens = open_shard(directory / name)[args.offset:args.offset + args.tokens]
-    text = shard_folder_tokenizer(directory, manifest).decode(tokens.tolist())
+    tokenizer = shard_folder_tokenizer(directory, manifest)
+    if len(tokens) and int(tokens.max()) >= tokenizer.vocab_size:  # (--no-verify skipped the whole-folder check)
+        raise ShardError(f"{directory / name}: token id {int(tokens.max())} in tokens {args.offset}.."
+                         f"{args.offset + len(tokens)} is outside tokenizer {tokenizer.label}'s "
+                         f"{tokenizer.vocab_size:,} ids: cannot decode them")
+    text = tokenizer.decode(tokens.tolist())
     print(f"\n--- {name}, tokens {args.offset}..{args.offset + len(tokens)} decoded "
           f"(<|endoftext|> separates documents) ---\n{text}\n---")
 

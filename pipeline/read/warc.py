@@ -15,6 +15,7 @@ No record is held beyond gptstack/files.py's MAX_RECORD_BYTES once decoded (`rea
 payload whose HTTP chunks or Content-Encoding decode past it is skipped as `too_large` (the next record is read),
 and a WARC header line that long ends that file as corrupt.
 """
+import os
 import zlib
 from pathlib import Path
 
@@ -193,6 +194,10 @@ class CheckedWarcReader(WarcReader):
 
     def read_file(self, filepath: str):
         records, offset = 0, 0
+        if self.data_folder.is_local() and not os.path.isfile(self.data_folder.resolve_paths(filepath)):
+            # a FIFO would block the task forever waiting for a writer, a device would be read without end
+            self.keep_aside(filepath, 0, "corrupt_file", "not a plain file (a FIFO, a device or a folder): not read")
+            return
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
                 if self.progress:

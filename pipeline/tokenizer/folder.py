@@ -42,7 +42,7 @@ EOT = "<|endoftext|>"
 SPECIAL_TOKENS = (EOT, "<|im_start|>", "<|im_end|>") + tuple(f"<|reserved_{i}|>" for i in range(5))
 MAX_IDS = 65536  # uint16 shards: ids 0..65535
 MAX_META_BYTES = 1 << 20  # what we write is ~1 KB
-MAX_RANKS_BYTES = 64 << 20  # 65,536 lines of base64 tokens: what we write is ~1 MB
+MAX_DATA_BYTES = 64 << 20  # each data file: what we write for 50,000 ids is 0.8 MB (ranks) and 2.4 MB (tokenizer.json)
 # Text that any split pattern must give back whole: a pattern that does not match some of it (or matches nothing,
 # which panics in tiktoken's Rust) would drop text from every document without a word.
 PATTERN_PROBE = ("Hello, World! It's 3.14 or 1,000,000\n\n\tdon't  stop   \r\n中文分词：我们今天去公园。"
@@ -93,9 +93,9 @@ def ranks_from_text(text: str, where: str) -> dict[bytes, int]:
 def read_ranks(path: Path) -> dict[bytes, int]:
     """`ranks_from_text` of a ranks file, its size bounded and its text UTF-8 (base64 is ASCII)."""
     with open(path, "rb") as file:
-        data = file.read(MAX_RANKS_BYTES + 1)
-    if len(data) > MAX_RANKS_BYTES:
-        raise InputError(f"{path}: over {MAX_RANKS_BYTES:,} bytes; not a ranks file this code wrote")
+        data = file.read(MAX_DATA_BYTES + 1)
+    if len(data) > MAX_DATA_BYTES:
+        raise InputError(f"{path}: over {MAX_DATA_BYTES:,} bytes; not a ranks file this code wrote")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -285,6 +285,8 @@ def load_tokenizer_folder(path) -> TokenizerFolder:
     for name in DATA_FILES:
         if not (path / name).is_file():
             raise InputError(f"tokenizer {path}: {name} is missing")
+        if (path / name).stat().st_size > MAX_DATA_BYTES:  # refused before hashing it (a sparse file of terabytes)
+            raise InputError(f"tokenizer {path}: {name} is over {MAX_DATA_BYTES:,} bytes; not one this code wrote")
         if file_sha256(path / name) != meta["files"][name]:
             raise InputError(f"tokenizer {path}: {name} has changed (its sha256 differs from {META_FILE})")
     ranks = read_ranks(path / RANKS_FILE)
