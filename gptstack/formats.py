@@ -38,9 +38,10 @@ def read_json(path: Union[str, Path], error: type = GPTStackError, what: str = "
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO is opened and refused, not waited on
     except OSError as e:
         raise error(f"{path}: cannot read {what}({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which raises IsADirectoryError for a folder
+        os.close(fd)
+        raise error(f"{path}: {what}is not a plain file")
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"{path}: {what}is not a plain file")
         try:
             data = file.read(max_bytes + 1)
         except OSError as e:

@@ -26,6 +26,15 @@ MAX_SIZES = {"block_size": 2**24, "vocab_size": 2**24, "n_layer": 10_000, "n_hea
              "vocab_multiple": 2**16}
 
 
+def _shown(value) -> str:
+    """repr(value) cut short, for messages: a 4,000-digit number in a config file stays a one-line error."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit limit cannot even be printed
+        return "<an integer too long to print>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context, in tokens (number of position embeddings)
@@ -48,12 +57,12 @@ class GPTConfig:
         for name, most in MAX_SIZES.items():
             value = getattr(self, name)
             if type(value) is not int or not 1 <= value <= most:
-                raise ModelConfigError(f"model config: {name}={value!r} must be an integer from 1 to {most:,}")
+                raise ModelConfigError(f"model config: {name}={_shown(value)} must be an integer from 1 to {most:,}")
         for name in ("bias", "activation_checkpointing"):
             if type(getattr(self, name)) is not bool:
-                raise ModelConfigError(f"model config: {name}={getattr(self, name)!r} must be true or false")
+                raise ModelConfigError(f"model config: {name}={_shown(getattr(self, name))} must be true or false")
         if type(self.dropout) not in (int, float) or not 0.0 <= self.dropout < 1.0:
-            raise ModelConfigError(f"model config: dropout={self.dropout!r} must be in [0, 1)")
+            raise ModelConfigError(f"model config: dropout={_shown(self.dropout)} must be in [0, 1)")
         if self.n_embd % self.n_head != 0:
             raise ModelConfigError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
 
