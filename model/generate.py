@@ -7,7 +7,16 @@ from collections.abc import Iterator
 
 import torch
 
+from gptstack.errors import GPTStackError
 from model.gpt import GPT
+
+# Below this a temperature is greedy: the limit of sampling as T -> 0, and dividing logits by a denormal such as 1e-45
+# would overflow them to inf (softmax then gives NaN).
+MIN_TEMPERATURE = 1e-5
+
+
+class GenerationError(GPTStackError):
+    """The model's prediction cannot be sampled from (its logits are NaN or infinite)."""
 
 
 def apply_repetition_penalty(logits: torch.Tensor, idx: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -43,11 +52,20 @@ def choose_next_token(logits: torch.Tensor, idx: torch.Tensor, temperature: floa
                       top_p: float | None = None, repetition_penalty: float = 1.0,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """logits (B, V) of the next position, idx (B, T) the text so far -> next token ids (B, 1).
-    temperature 0 means greedy: always the most likely token."""
-    logits = apply_repetition_penalty(logits.float(), idx, repetition_penalty)
-    if temperature == 0:
+    temperature 0 (or below MIN_TEMPERATURE) means greedy: always the most likely token. Logits that are not finite
+    (weights that overflow in the compute dtype) are a GenerationError, never a sample drawn from NaN."""
+    logits = logits.float()
+    if not bool(torch.isfinite(logits).all()):
+        raise GenerationError(f"the model predicted NaN or infinite logits at position {idx.size(1)}: its weights "
+                              f"overflow in this precision (try --dtype float32)")
+    logits = apply_repetition_penalty(logits, idx, repetition_penalty)
+    if temperature < MIN_TEMPERATURE:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = filter_top_p(filter_top_k(logits / temperature, top_k), top_p)
+    logits = logits / temperature
+    if not bool(torch.isfinite(logits).all()):
+        raise GenerationError(f"logits divided by temperature {temperature} overflow; use a larger --temperature "
+                              f"(or 0 for greedy)")
+    logits = filter_top_p(filter_top_k(logits, top_k), top_p)
     return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator)
 
 

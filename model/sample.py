@@ -14,11 +14,15 @@ import torch
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
+from gptstack.formats import seed_argument
 from model.checkpoint.weights import load_model, resolve_checkpoint
-from model.generate import generate_stream
+from model.generate import MIN_TEMPERATURE, generate_stream
 from model.run_tokenizer import weights_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MAX_NEW_TOKENS = 10**6
+MAX_SAMPLES = 10**4
+MAX_TEMPERATURE = 1e4  # also the largest repetition penalty: beyond it the choice no longer changes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per sample (200)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="divide the logits by this before sampling: < 1 safer and more repetitive, > 1 more "
-                             "surprising; 0 means greedy, always the most likely token (default 1.0)")
+                             "surprising; 0 means greedy, always the most likely token, and so does anything below "
+                             f"{MIN_TEMPERATURE:g} (default 1.0)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="sample only among the k most likely tokens (default: no limit)")
     parser.add_argument("--top-p", type=float, default=None,
@@ -45,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="> 1 makes tokens already in the text less likely (Hugging Face semantics: positive "
                              "logits divided, negative ones multiplied by it); 1.0 (default) is off")
     parser.add_argument("--num-samples", type=int, default=1, help="independent continuations to print (1)")
-    parser.add_argument("--seed", type=int, default=1337, help="random seed, for reproducible samples (1337)")
+    parser.add_argument("--seed", type=seed_argument, default=1337,
+                        help="random seed, 0..2**63-1, for reproducible samples (1337)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... ; auto = cuda if available")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
                         help="compute precision; auto = bfloat16 on a GPU that supports it, else float32")
@@ -56,12 +62,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "unrelated new document follows); default: stop there, as Hugging Face's generate() "
                              "does with an exported model's generation_config.json")
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 1 or args.num_samples < 1:
-        parser.error("--max-new-tokens and --num-samples must be at least 1")
-    if args.temperature < 0 or (args.top_k is not None and args.top_k < 1) or args.repetition_penalty <= 0:
-        parser.error("--temperature must be >= 0, --top-k >= 1, --repetition-penalty > 0")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        parser.error("--top-p must be in (0, 1]")
+    # Every number in one place: nan compares false with everything, so each range is written as what is accepted.
+    checks = [
+        (1 <= args.max_new_tokens <= MAX_NEW_TOKENS, f"--max-new-tokens must be from 1 to {MAX_NEW_TOKENS:,}"),
+        (1 <= args.num_samples <= MAX_SAMPLES, f"--num-samples must be from 1 to {MAX_SAMPLES:,}"),
+        (0 <= args.temperature <= MAX_TEMPERATURE, f"--temperature must be a number from 0 to {MAX_TEMPERATURE:g} "
+                                                   f"(below {MIN_TEMPERATURE:g}: greedy, as 0)"),
+        (args.top_k is None or args.top_k >= 1, "--top-k must be at least 1"),
+        (args.top_p is None or 0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
+        (0 < args.repetition_penalty <= MAX_TEMPERATURE, f"--repetition-penalty must be > 0 and at most "
+                                                          f"{MAX_TEMPERATURE:g}"),
+    ]
+    for accepted, message in checks:
+        if not accepted:
+            parser.error(message)
     return args
 
 
