@@ -32,6 +32,7 @@ from gptstack.files import atomic_write
 MARKER = ".gptstack.json"
 MARKER_FORMAT = "gptstack-output"
 SHOWN = 4  # entries a one-line message lists before "..."
+MARKER_MAX_BYTES = 16 << 20  # a name per shard: room for hundreds of thousands
 
 
 class OutputFolderError(InputError):
@@ -45,16 +46,16 @@ def _listing(names: Iterable[str]) -> str:
 
 @dataclass
 class OutputFolder:
-    """A claimed output folder: `owned` are the top-level names (or fnmatch patterns) this command may replace."""
+    """A claimed output folder: `owned` are the top-level names this command may replace (literal names, so that
+    a planted marker listing `*` owns nothing more than a file named `*`)."""
     path: Path
     command: str
     what: str = "--output"
     owned: set[str] = field(default_factory=set)
-    replaced: set[str] = field(default_factory=set)  # what --force took over (said on stderr)
     _written: bool = False
 
     def owns(self, name: str) -> bool:
-        return any(fnmatchcase(name, pattern) for pattern in self.owned)
+        return name in self.owned
 
     def record(self, names: Iterable[str] = ()) -> None:
         """Create the folder and write the marker with `names` added, before they are written: a crash in between
@@ -83,11 +84,12 @@ def read_marker(folder: Path) -> dict | None:
         raise ValueError(f"{MARKER} is not a plain file")
     try:
         with open(path, "rb") as file:
-            marker = json.loads(file.read(1 << 20))  # ours are tiny: a planted huge one fails to parse
+            marker = json.loads(file.read(MARKER_MAX_BYTES + 1))  # a planted huge one fails to parse
     except (OSError, ValueError, RecursionError) as e:
         raise ValueError(f"{MARKER} is unreadable ({type(e).__name__})") from None
     if (not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT
-            or not isinstance(marker.get("command"), str) or not isinstance(marker.get("wrote"), list)
+            or not isinstance(marker.get("command"), str) or len(marker["command"]) > 200
+            or not isinstance(marker.get("wrote"), list)
             or not all(isinstance(name, str) and "/" not in name for name in marker["wrote"])):
         raise ValueError(f"{MARKER} is not a {MARKER_FORMAT} marker")
     return marker
@@ -124,7 +126,7 @@ def claim_output_folder(path, command: str, force: bool, what: str = "--output",
                    f"or {override}")
     elif marker is not None:
         owned = set(marker["wrote"])
-        foreign = {name for name in ours if not any(fnmatchcase(name, pattern) for pattern in owned)}
+        foreign = ours - owned
         if foreign:
             refusal = (f"{what} {path} holds {_listing(foreign)}, which {command} did not write; move them away, "
                        f"or add --force to replace them")
@@ -134,15 +136,14 @@ def claim_output_folder(path, command: str, force: bool, what: str = "--output",
         else:
             refusal = (f"{what} {path} is not empty and {command} did not write it (it holds {_listing(held)}); "
                        f"give a new or empty folder, or {override}")
-    replaced = set()
     if refusal is not None:
         if not force:
             raise OutputFolderError(refusal)
-        replaced = {name for name in ours if not any(fnmatchcase(name, pattern) for pattern in owned)}
+        replaced = ours - owned
         print(f"--force: {command} writes into {path}, replacing "
               f"{_listing(replaced) if replaced else 'none of the files it holds'}", file=sys.stderr, flush=True)
         owned |= ours
-    folder = OutputFolder(path, command, what, owned, replaced)
+    folder = OutputFolder(path, command, what, owned)
     if write:
         folder.record()
     return folder
