@@ -29,11 +29,12 @@ from transformers import GPT2Config, GPT2Tokenizer
 from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import atomic_write
+from gptstack.formats import check_value, field, read_json_object, short
 from gptstack.output_folder import claim_output_folder
 from model.checkpoint.layout import STATE_FILE, WEIGHTS_FILE, CheckpointError, step_number
-from model.checkpoint.weights import (CONFIG_FILE, build_model, load_model, resolve_checkpoint, save_safetensors,
-                                      save_weights)
-from model.gpt import GPT, GPTConfig
+from model.checkpoint.weights import (CONFIG_FILE, FLOAT_DTYPES, build_model, load_model, resolve_checkpoint,
+                                      save_safetensors, save_weights, weights_header)
+from model.gpt import GPT, MAX_SIZES, GPTConfig, ModelConfigError
 from model.model_card import write_export_extras
 from model.run_tokenizer import weights_tokenizer
 from pipeline.tokenizer import Tokenizer, get_tokenizer
@@ -67,24 +68,69 @@ def _check_hf_config(hf: dict, config_path: Path) -> None:
         raise CheckpointError(f"{config_path}: n_inner={hf['n_inner']} is not supported (need 4 * n_embd)")
 
 
-def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
+MAX_INDEX_ENTRIES = 1_000_000  # tensors named in model.safetensors.index.json (gpt2-xl has 580)
+
+
+def _hf_weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a Hugging Face folder: model.safetensors, or every file its
+    model.safetensors.index.json maps a tensor to. Validated first: the index is an object whose weight_map maps
+    names to plain file names of this folder ending in .safetensors (no path, so nothing outside it is read)."""
     index = folder / "model.safetensors.index.json"  # large models are saved in several shards
-    files = ["model.safetensors"]
-    if index.is_file():
-        try:
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError) as e:
-            raise CheckpointError(f"{index} is not a safetensors index: {type(e).__name__}: {e}") from None
-    tensors = {}
-    for name in files:
-        path = folder / name
+    if not index.is_file():
+        return [folder / "model.safetensors"]
+    where = f"{index}: "
+    weight_map = field(read_json_object(index, CheckpointError, "safetensors index"), "weight_map", dict, where,
+                       CheckpointError, max_length=MAX_INDEX_ENTRIES)
+    if not weight_map:
+        raise CheckpointError(f"{where}weight_map is empty")
+    files = set()
+    for name, file in weight_map.items():
+        check_value(file, str, f"{where}weight_map[{short(name, 40)}]", CheckpointError, max_length=255)
+        if Path(file).name != file or file in (".", "..") or not file.endswith(".safetensors"):
+            raise CheckpointError(f"{where}weight_map[{short(name, 40)}] is {short(file)}: not a .safetensors file "
+                                  f"name of this folder")
+        files.add(file)
+    return [folder / file for file in sorted(files)]
+
+
+def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the folder's safetensors files; a tensor in two files, or one that is not floating point
+    (other than the causal-mask constants, which are skipped), is refused from the headers before any is read."""
+    files = _hf_weight_files(folder)
+    owners: dict[str, Path] = {}
+    for path in files:
         if not path.is_file():
             raise CheckpointError(f"{path} is missing (save the model with save_pretrained, safetensors format)")
+        for name, (dtype, _) in weights_header(path).items():
+            if name in owners:
+                raise CheckpointError(f"{path}: tensor {name} is also in {owners[name].name}")
+            owners[name] = path
+            if dtype not in FLOAT_DTYPES and not name.endswith(MASK_BUFFERS):
+                raise CheckpointError(f"{path}: tensor {name} is {dtype}, not floating point: these are not model "
+                                      f"weights")
+    tensors = {}
+    for path in files:
         try:
             tensors.update(load_file(path))
         except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path} cannot be read: {e}") from None
+            raise CheckpointError(f"{path} cannot be read: {' '.join(str(e).split())}") from None
     return tensors
+
+
+def _read_hf_config(config_path: Path) -> GPTConfig:
+    """config.json of a Hugging Face GPT-2 folder, as our GPTConfig: each field we use typed and ranged first."""
+    hf = read_json_object(config_path, CheckpointError, "Hugging Face config", max_bytes=2**20)
+    where = f"{config_path}: "
+    sizes = {ours: field(hf, key, int, where, CheckpointError, low=1, high=MAX_SIZES[ours])
+             for key, ours in (("n_positions", "block_size"), ("vocab_size", "vocab_size"), ("n_layer", "n_layer"),
+                               ("n_head", "n_head"), ("n_embd", "n_embd"))}
+    dropout = field(hf, "resid_pdrop", float, where, CheckpointError, default=0.0, low=0, high=0.999)
+    field(hf, "n_inner", (int, type(None)), where, CheckpointError, default=None)
+    _check_hf_config(hf, config_path)
+    try:
+        return GPTConfig(**sizes, dropout=dropout, bias=True)
+    except ModelConfigError as e:  # sizes that do not fit together (n_embd not divisible by n_head)
+        raise CheckpointError(f"{config_path}: {e}") from None
 
 
 def gpt_from_hf(folder: str | Path) -> GPT:
@@ -93,19 +139,7 @@ def gpt_from_hf(folder: str | Path) -> GPT:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} is not a Hugging Face model folder: no config.json")
-    try:
-        hf = json.loads(config_path.read_text())
-        if not isinstance(hf, dict):
-            raise TypeError(f"it holds a JSON {type(hf).__name__}, not an object")
-        _check_hf_config(hf, config_path)
-        config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                           n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=hf.get("resid_pdrop", 0.0), bias=True)
-    except CheckpointError:
-        raise
-    except GPTStackError as e:  # a shape GPTConfig refuses (n_layer=-2...)
-        raise CheckpointError(f"{config_path}: {e}") from None
-    except (ValueError, KeyError, TypeError, ArithmeticError) as e:  # not JSON or not UTF-8, a key missing, a type
-        raise CheckpointError(f"{config_path} is not a GPT-2 config: {type(e).__name__}: {e}") from None
+    config = _read_hf_config(config_path)
 
     ours = {}
     for name, tensor in _read_hf_tensors(folder).items():
