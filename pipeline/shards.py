@@ -201,7 +201,7 @@ def check_manifest(manifest, where) -> None:
     totals = field(manifest, "totals", dict, at, ShardError)
     for key, value in shard_totals(shards).items():
         if field(totals, key, int, f"{at}totals.", ShardError) != value:
-            raise ShardError(f"{at}totals.{key} is {totals[key]}, but the shard entries add up to {value}")
+            raise ShardError(f"{at}totals.{key} is {short(totals[key])}, but the shard entries add up to {value}")
 
 
 def write_manifest(directory, manifest: dict) -> Path:
