@@ -104,7 +104,7 @@ def weights_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
                 header[name] = (piece.get_dtype(), tuple(piece.get_shape()))
             return header
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {' '.join(str(e).split())}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read: {' '.join(str(e).split())[:300]}") from None
 
 
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
@@ -180,7 +180,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
     try:
         state = load_file(weights_path, device="cpu")
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"checkpoint {weights_path} cannot be read: {e}") from None
+        raise CheckpointError(f"checkpoint {weights_path} cannot be read: {' '.join(str(e).split())[:300]}") from None
     return build_model(config, state, source=weights_path).to(device).eval()
 
 
