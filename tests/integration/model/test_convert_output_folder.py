@@ -22,7 +22,7 @@ def hf_dir(tmp_path_factory):
 
 
 def convert(*args):
-    return python_module("model.convert", *args, timeout=180)
+    return python_module("model.convert", *args)
 
 
 def test_import_refuses_a_training_checkpoints_weights_and_force_replaces_them(hf_dir, tmp_path):
