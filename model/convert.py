@@ -281,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
     except GPTStackError as e:
         exit_with_error(e)
+    except OSError as e:  # a write that failed midway (a full disk, a read-only mount): the input is untouched
+        target = args.out if args.from_hf else args.to_hf
+        inside = e.filename and Path(e.filename).is_relative_to(target)  # a copy names its source, not the target
+        exit_with_error(GPTStackError(f"cannot write {e.filename if inside else target}: {e.strerror or e}; the "
+                                      f"output folder {target} is incomplete (the input is untouched)"))
 
 
 if __name__ == "__main__":

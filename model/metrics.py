@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
 from pathlib import Path
 
-from gptstack.files import atomic_write, open_for_write
+from gptstack.errors import GPTStackError
+from gptstack.files import atomic_write, bounded_lines, open_for_write
 
 # Dense bf16 tensor-core peak of one GPU, in FLOP/s, from the vendors' data sheets (without sparsity).
 # Matched against torch.cuda.get_device_name() in order: the first key contained in the lower-cased name wins,
@@ -117,14 +120,36 @@ class MetricsLogger:
         if not enabled:
             return
         self.records = self._previous_records(resumed_step)
-        self._rewrite()
-        self.file = open_for_write(self.path, "a", f"run folder {self.run_dir}")  # a link there is refused
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self.failing: set[str] = set()  # what could not be written (a full disk): said once, retried at each log
+        self.unwritten = False  # metrics.jsonl misses records: rewritten whole from self.records at the next log
+        try:
+            self._rewrite()
+            self.file = open_for_write(self.path, "a", f"run folder {self.run_dir}")  # a link there is refused
+            if tensorboard:
+                _quiet_tensorboard_thread()
+                self.writer = self._new_writer(resumed_step)
+                record_config(self.writer, self.run_dir / "config.yaml", resumed_step)
+        except OSError as e:  # before the first step: nothing is lost by stopping here
+            raise GPTStackError(f"cannot write the metrics in {self.run_dir}: {e.strerror or e}") from None
 
-            # purge_step drops events a killed run logged after the checkpoint we resume from.
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resumed_step + 1 if resumed_step else None)
-            record_config(self.writer, self.run_dir / "config.yaml", resumed_step)
+    def _new_writer(self, resumed_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a killed run logged after the checkpoint we resume from.
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=resumed_step + 1 if resumed_step else None)
+
+    def _failed(self, what: str, error: OSError) -> None:
+        """Say once that `what` could not be written (a full disk between checkpoints); training goes on, and
+        the next checkpoint save, which needs far more room, stops the run with its own line if the disk stays full."""
+        if what not in self.failing:
+            self.failing.add(what)
+            print(f"warning: cannot write {what} ({error.strerror or error}); training goes on and it is written "
+                  f"again at the next log", file=sys.stderr, flush=True)
+
+    def _recovered(self, what: str) -> None:
+        if what in self.failing:
+            self.failing.discard(what)
+            print(f"{what} written again", file=sys.stderr, flush=True)
 
     def _previous_records(self, resumed_step: int) -> list[dict]:
         """Records of earlier attempts up to the resumed step: a run killed after its last checkpoint logged
@@ -132,13 +157,15 @@ class MetricsLogger:
         if not self.path.is_file() or resumed_step == 0:
             return []
         kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-            if record.get("step", 0) <= resumed_step:
-                kept.append(record)
+        with open(self.path, "rb") as file:
+            for line in bounded_lines(file, 2**20):  # a record is a few hundred bytes; a longer line is not one
+                try:
+                    record = json.loads(line) if line is not None else None
+                except (ValueError, RecursionError):  # a line cut short by a kill, or not ours
+                    continue
+                step = record.get("step") if isinstance(record, dict) else None
+                if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= resumed_step:
+                    kept.append(record)
         return kept
 
     def _rewrite(self) -> None:
@@ -149,14 +176,51 @@ class MetricsLogger:
             return
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         self.records.append(record)
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.writer.add_scalar(tensorboard_tag(key), value, record["step"])
+        self._append(record)
+        self._tensorboard(record)
         if "val_loss" in record or (self.plot_every and record["step"] % self.plot_every == 0):
             self.plot()
+
+    def _append(self, record: dict) -> None:
+        """One more line of metrics.jsonl. After a failed write the file may end in half a line, so it is then
+        rewritten whole (atomically, from memory) instead: no record is lost or written twice."""
+        try:
+            if self.unwritten:
+                try:
+                    self.file.close()
+                except OSError:  # its buffer could not be flushed either: the rewrite holds those records
+                    pass
+                self._rewrite()
+                self.file = open_for_write(self.path, "a", f"run folder {self.run_dir}")
+                self.unwritten = False
+                self._recovered(str(self.path))
+            else:
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+        except OSError as e:
+            self.unwritten = True
+            self._failed(str(self.path), e)
+
+    def _tensorboard(self, record: dict) -> None:
+        """TensorBoard's writer stays broken after a failed write: it is replaced by a new one (a new event file
+        in the same folder) at the next log; the records between are in metrics.jsonl."""
+        what = str(self.run_dir / "tb")
+        try:
+            if self.writer is None and what in self.failing:
+                self.writer = self._new_writer(0)
+                self._recovered(what)
+            if self.writer is not None:
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.writer.add_scalar(tensorboard_tag(key), value, record["step"])
+        except OSError as e:
+            broken, self.writer = self.writer, None
+            if broken is not None:
+                try:
+                    broken.close()
+                except OSError:
+                    pass
+            self._failed(what, e)
 
     def plot(self) -> None:
         """Redraw RUN_DIR/loss.png: training loss per step and validation loss per evaluation."""
@@ -166,8 +230,7 @@ class MetricsLogger:
         matplotlib.use("Agg")  # no display on cluster nodes
         import matplotlib.pyplot as plt
 
-        train = [(r["step"], r["loss"]) for r in self.records if r.get("loss") is not None]
-        val = [(r["step"], r["val_loss"]) for r in self.records if r.get("val_loss") is not None]
+        train, val, bpb = (_series(self.records, key) for key in ("loss", "val_loss", "val_bpb"))
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
         if train:
             ax.plot(*zip(*train), label="train loss", linewidth=1)
@@ -177,7 +240,6 @@ class MetricsLogger:
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.set_title(self.run_dir.name)
         ax.grid(alpha=0.3)
-        bpb = [(r["step"], r["val_bpb"]) for r in self.records if r.get("val_bpb") is not None]
         if bpb:  # bits per byte: the one scale on which runs with different tokenizers compare
             right = ax.twinx()
             right.plot(*zip(*bpb), "s--", color="tab:green", label="val bits/byte")
@@ -188,13 +250,47 @@ class MetricsLogger:
         else:
             ax.legend()
         fig.tight_layout()
-        atomic_write(self.run_dir / "loss.png", lambda temp: fig.savefig(temp, format="png"))
-        plt.close(fig)
+        path = self.run_dir / "loss.png"
+        try:
+            atomic_write(path, lambda temp: fig.savefig(temp, format="png"))  # the old picture stays on failure
+            self._recovered(str(path))
+        except OSError as e:
+            self._failed(str(path), e)
+        finally:
+            plt.close(fig)
 
     def close(self) -> None:
         if not self.enabled:
             return
         self.plot()
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
+        if self.unwritten:
+            self._append({})  # one last try at the full rewrite (the record itself is not used)
+        for closing in (self.file, self.writer):
+            try:
+                if closing is not None:
+                    closing.close()
+            except OSError as e:
+                self._failed(str(self.path) if closing is self.file else str(self.run_dir / "tb"), e)
+
+
+def _series(records: list[dict], key: str) -> list[tuple]:
+    """(step, value) of the records holding a number under `key` (records read back at a resume may hold anything)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    return [(r["step"], r[key]) for r in records if number(r.get(key)) and number(r.get("step"))]
+
+
+def _quiet_tensorboard_thread() -> None:
+    """TensorBoard writes from a thread of its own, and a write that fails there (a full disk) prints a traceback
+    before the next add_scalar raises it where MetricsLogger reports it in one line: keep only that line."""
+    previous = threading.excepthook
+    if getattr(previous, "quiets_tensorboard", False):
+        return
+
+    def hook(args):
+        if not (issubclass(args.exc_type, OSError) and "AsyncWriter" in type(args.thread).__name__):
+            previous(args)
+
+    hook.quiets_tensorboard = True
+    threading.excepthook = hook

@@ -6,7 +6,9 @@ checkpoint folder or the whole run folder (then the newest checkpoint holding we
 defines it, is used).
 """
 import dataclasses
+import errno
 import json
+import os
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -30,8 +32,15 @@ MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes: a bigger one
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write `tensors` to a safetensors file atomically, marked as PyTorch's (transformers refuses it unmarked)."""
-    atomic_write(path, lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
+    """Write `tensors` to a safetensors file atomically, marked as PyTorch's (transformers refuses it unmarked).
+    safetensors reports a write that failed (a full disk) as its own error: raised here as the OSError it is, so
+    that callers handle it with every other failed write (the checkpoint save's full-disk message, convert's line)."""
+    try:
+        atomic_write(path, lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
+    except SafetensorError as e:
+        code = errno.ENOSPC if "os error 28" in str(e) else errno.EIO
+        raise OSError(code, os.strerror(code) if code == errno.ENOSPC else " ".join(str(e).split()), str(path)) \
+            from None
 
 
 def save_weights(model: GPT, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
