@@ -33,10 +33,10 @@ from pathlib import Path
 import tiktoken
 
 from gptstack.errors import InputError
-from gptstack.files import atomic_write, copy_file, copy_flat_folder, fsync_dir
+from gptstack.files import atomic_write, copy_file, flat_folder_files, fsync_dir
 from pipeline.tokenizer.encodings import check_fits_uint16, named_encoding
-from pipeline.tokenizer.folder import (HF_CONFIG_FILE, HF_FILE, META_FILE, TokenizerFolder, is_tokenizer_folder,
-                                       load_tokenizer_folder)
+from pipeline.tokenizer.folder import (DATA_FILES, HF_CONFIG_FILE, HF_FILE, META_FILE, TokenizerFolder,
+                                       is_tokenizer_folder, load_tokenizer_folder)
 
 COPY_DIR = "tokenizer"  # the copy inside a shard folder or a checkpoint
 
@@ -127,8 +127,13 @@ class Tokenizer:
         temp = parent / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
             # plain files only, links never followed: a link planted in the folder would carry its target (a private
-            # file, /dev/zero) into the shard folder and every checkpoint
-            copy_flat_folder(self.folder.path, temp, f"tokenizer {self.folder.path}", InputError)
+            # file, /dev/zero) into the shard folder and every checkpoint. Only the tokenizer's own files travel (each
+            # bounded and verified on load): anything else left beside them (a 3 GiB file) is not copied everywhere.
+            what = f"tokenizer {self.folder.path}"
+            flat_folder_files(self.folder.path, what, InputError)
+            temp.mkdir()
+            for file_name in (META_FILE, *DATA_FILES):
+                copy_file(self.folder.path / file_name, temp / file_name, what, InputError)
             if target.exists():
                 old = parent / f".{name}.old-{uuid.uuid4().hex[:8]}"
                 os.rename(target, old)
