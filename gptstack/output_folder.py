@@ -96,7 +96,8 @@ def read_marker(folder: Path) -> dict | None:
 
 
 def claim_output_folder(path, command: str, force: bool, what: str = "--output", writes: Iterable[str] = (),
-                        legacy: Callable[[Path], bool] | None = None, write: bool = True) -> OutputFolder:
+                        legacy: Callable[[Path], bool] | None = None, write: bool = True,
+                        conflict: str | None = None) -> OutputFolder:
     """Check `path` by the module's rule, then create it and write the marker (the first thing written there).
 
     command: who writes (`pipeline.prepare`, ...); the marker of another command is refused.
@@ -105,6 +106,8 @@ def claim_output_folder(path, command: str, force: bool, what: str = "--output",
     legacy: recognises a folder an older version of this command wrote without a marker; its entries matching
         `writes` count as the command's own.
     write: False checks only (nothing is written until the caller's first `record`, e.g. after its input loaded).
+    conflict: the caller's own reason to refuse even its own folder (prepare: shards of another tokenizer); refused
+        like the others, and with --force everything matching `writes` is said to be replaced.
     Raises OutputFolderError with one line naming `what` and the folder.
     """
     path, writes = Path(path), tuple(writes)
@@ -136,6 +139,8 @@ def claim_output_folder(path, command: str, force: bool, what: str = "--output",
         else:
             refusal = (f"{what} {path} is not empty and {command} did not write it (it holds {_listing(held)}); "
                        f"give a new or empty folder, or {override}")
+    if conflict is not None:
+        refusal, owned = conflict, set()
     if refusal is not None:
         if not force:
             raise OutputFolderError(refusal)

@@ -102,8 +102,13 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     output = Path(args.output or Path("data") / args.corpus).absolute()
     work = output / WORK_FOLDER
     tokenizer = plan_tokenizer(args, output, work)  # a name, a verified folder, or one this run trains
-    if not args.force:  # (--force replaces another tokenizer's shards, and says so when it claims the folder)
+    conflict = None  # shards of another tokenizer, or without a manifest: only --force replaces them (and says so)
+    try:
         check_output_folder(output, tokenizer.label, unfinished_commit=work.is_dir())
+    except (InputError, ShardError) as error:
+        if not args.force:
+            raise
+        conflict = str(error)
     if not tokenizer.trains:
         tokenizer.tokenizer.check_fits_uint16()
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
@@ -119,7 +124,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     check_no_slurm_jobs_running(work)
     # The first thing written: our marker. Only a new or empty folder, our own, or --force (gptstack/output_folder.py).
     folder = claim_output_folder(output, "pipeline.prepare", args.force, writes=PREPARE_WRITES,
-                                 legacy=written_by_older_prepare)
+                                 legacy=written_by_older_prepare, conflict=conflict)
     folder.record([WORK_FOLDER])
     # One run per output folder, taken before anything in the work folder is read, reused or cleaned; a killed run's
     # lock is free again (gptstack/folder_lock.py).

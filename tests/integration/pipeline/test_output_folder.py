@@ -68,6 +68,20 @@ def test_prepare_reruns_into_its_own_folder_and_refuses_what_it_did_not_write_th
     assert_one_line_error(python_module(*PREPARE, "--output", cleaned), "was written by pipeline.clean")
 
 
+def test_force_replaces_shards_prepare_refuses_in_one_said_line(tmp_path):
+    out = tmp_path / "stray"
+    out.mkdir()
+    (out / "train_000009.bin").write_bytes(b"\0" * 2048)  # shards without a manifest: refused without --force
+    (out / "notes.txt").write_text("keep me\n")
+    assert_one_line_error(python_module(*PREPARE, "--output", out), "holds shard files but no manifest.json")
+    forced = python_module(*PREPARE, "--output", out, "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    said = [line for line in forced.stderr.splitlines() if line.startswith("--force:")]
+    assert said == [f"--force: pipeline.prepare writes into {out}, replacing train_000009.bin"]
+    assert not (out / "train_000009.bin").exists() and (out / "notes.txt").read_text() == "keep me\n"
+    read_manifest(out)
+
+
 @pytest.fixture
 def docs(tmp_path):
     path = tmp_path / "docs.jsonl"

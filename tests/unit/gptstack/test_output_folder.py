@@ -84,3 +84,12 @@ def test_an_unwritable_place_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputFolderError, match="not writable"):
         claim(tmp_path / "file" / "out")
+
+
+def test_a_callers_conflict_refuses_even_its_own_folder_and_force_replaces_all_it_writes(tmp_path, capsys):
+    claim(tmp_path).record(["manifest.json"])
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(OutputFolderError, match="shards of another tokenizer"):
+        claim(tmp_path, conflict="shards of another tokenizer")
+    claim(tmp_path, force=True, conflict="shards of another tokenizer")
+    assert capsys.readouterr().err == f"--force: test.command writes into {tmp_path}, replacing manifest.json\n"
