@@ -15,8 +15,10 @@ the processes that actually form the group.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -63,10 +65,43 @@ class DistEnv:
             "MASTER_PORT": str(self.master_port),
         }
 
+    @property
+    def on_this_machine(self) -> bool:
+        """The rendezvous is a loopback address: every rank runs on this machine (a single-node launch)."""
+        return is_loopback(self.master_addr)
+
     def apply(self, environ: os._Environ | dict | None = None) -> None:
-        """Export torch_environ() so that torch.distributed.init_process_group("env://") finds it."""
+        """Export torch_environ() so that torch.distributed.init_process_group("env://") finds it.
+
+        When every rank is on this machine, gloo's sockets are pinned to the loopback interface too
+        (GLOO_SOCKET_IFNAME, unless already set): by default gloo listens on the address the host name resolves
+        to, which on a cluster node is its network address, reachable from every other machine."""
         target = os.environ if environ is None else environ
         target.update(self.torch_environ())
+        interface = loopback_interface() if self.on_this_machine else None
+        if interface:
+            target.setdefault("GLOO_SOCKET_IFNAME", interface)
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, how an IPv6 socket shows an IPv4 peer
+    return (mapped or address).is_loopback
+
+
+def loopback_interface() -> str | None:
+    """The loopback interface's name (lo on Linux, lo0 on macOS), None if neither exists."""
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except (AttributeError, OSError):
+        return None
+    return next((name for name in ("lo", "lo0") if name in names), None)
 
 
 def expand_hostlist(hostlist: str) -> list[str]:

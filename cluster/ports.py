@@ -7,7 +7,9 @@ process's own group only; nothing is reachable from other machines.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 from pathlib import Path
 
 
@@ -35,12 +37,17 @@ def listening_ports(pid: int | str = "self") -> list[tuple[str, int]]:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 address, port = fields[1].split(":")
-                if table == "tcp":
-                    address = ".".join(str(b) for b in reversed(bytes.fromhex(address)))
-                else:
-                    address = "[::1]" if address == "0" * 31 + "1" else f"[{address}]"
-                found.append((address, int(port, 16)))
+                found.append((_proc_address(address), int(port, 16)))
     return sorted(found)
+
+
+def _proc_address(text: str) -> str:
+    """/proc/net/tcp{,6}'s hex address -> 127.0.0.1, [::], [::ffff:127.0.0.1]: 32-bit words in host byte order."""
+    raw = bytes.fromhex(text)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(raw)
+    return str(address) if address.version == 4 else f"[{address}]"
 
 
 def describe_listening() -> str | None:

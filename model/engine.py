@@ -6,13 +6,15 @@ CUDA GPUs (NCCL): DeepSpeed's accelerator abstraction picks the device and the c
 """
 from __future__ import annotations
 
+import os
 import random
+import socket
 from datetime import timedelta
 
 import numpy as np
 import torch
 
-from cluster.env import DistEnv
+from cluster.env import ClusterEnvError, DistEnv
 from model.config import TrainConfig, batch_layout
 from model.gpt import GPT, count_parameters
 
@@ -22,22 +24,52 @@ def init_distributed(dist_env: DistEnv) -> None:
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
-    dist_env.apply()
+    dist_env.apply()  # (gloo pinned to loopback when every rank is on this machine)
     accelerator = get_accelerator()
+    timeout = timedelta(minutes=30)
     if dist_env.world_size == 1 and not torch.distributed.is_initialized():
         # One process needs no rendezvous: an in-memory store instead of torch's TCPStore, which would open a
         # port on every network interface of the machine. DeepSpeed then finds the group already initialised.
         # A second Trainer in the same process (bench/bench_train.py runs several side by side) reuses it.
         torch.distributed.init_process_group(accelerator.communication_backend_name(),
                                              store=torch.distributed.HashStore(), rank=0, world_size=1,
-                                             timeout=timedelta(minutes=30))
+                                             timeout=timeout)
+    elif (not torch.distributed.is_initialized() and dist_env.on_this_machine
+          and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"):
+        # Ranks on one machine whose launcher keeps no store (the deepspeed launcher, hand-started ranks): rank 0
+        # serves the rendezvous itself, on the loopback address alone (torchrun's agent serves its own store).
+        torch.distributed.init_process_group(accelerator.communication_backend_name(),
+                                             store=loopback_store(dist_env, timeout), rank=dist_env.rank,
+                                             world_size=dist_env.world_size, timeout=timeout)
     if accelerator.device_name() != "cpu":
         accelerator.set_device(dist_env.local_rank)  # before the first collective: one GPU per rank
     # Quiet DeepSpeed's per-step info lines; warnings still show.
     from deepspeed.utils import logger
     logger.setLevel("WARNING")
-    deepspeed.init_distributed(dist_backend=accelerator.communication_backend_name(),
-                               timeout=timedelta(minutes=30), verbose=False)
+    deepspeed.init_distributed(dist_backend=accelerator.communication_backend_name(), timeout=timeout,
+                               verbose=False)
+
+
+def loopback_store(dist_env: DistEnv, timeout: timedelta) -> torch.distributed.TCPStore:
+    """The rendezvous store of ranks on one machine: rank 0 serves it on MASTER_ADDR:MASTER_PORT (a loopback
+    address), the others connect. torch's TCPStore binds its server to every interface whatever address it is
+    given; handed a socket that already listens, it serves on that one (master_listen_fd)."""
+    host, port = dist_env.master_addr, dist_env.master_port
+    if not dist_env.is_main:
+        return torch.distributed.TCPStore(host, port, world_size=dist_env.world_size, is_master=False,
+                                          timeout=timeout)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port a finished run left in TIME_WAIT
+        listener.bind((host.strip("[]"), port))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        raise ClusterEnvError(f"MASTER_ADDR:MASTER_PORT {host}:{port}: rank 0 cannot serve the rendezvous there "
+                              f"({error.strerror}); another run using the port? choose another master port") from None
+    return torch.distributed.TCPStore(host, port, world_size=dist_env.world_size, is_master=True, timeout=timeout,
+                                      master_listen_fd=listener.detach())  # the store owns the socket from here
 
 
 def device() -> torch.device:
