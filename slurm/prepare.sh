@@ -15,9 +15,12 @@
 # Security: an open Ray dashboard / job-submission API lets anyone who reaches it run code on your nodes
 # (ShadowRay, CVE-2023-48022). Here the dashboard, and with it the job-submission API, is OFF (Ray still runs a
 # headless dashboard process for usage statistics: a metrics endpoint, no web UI, no job API), and every Ray
-# process requires a token made for this job (RAY_AUTH_MODE=token; only processes of this job know it). Ray's
-# internal servers (GCS, raylet, object manager, metrics) listen on all interfaces whatever the options: keep the
-# nodes on a private network, as any cluster's compute nodes are. To look at
+# process requires a token made for this job (RAY_AUTH_MODE=token; only processes of this job know it). On one
+# node (--nodes=1) Ray runs on 127.0.0.1, and then every one of its servers listens on loopback alone. On several
+# nodes its internal servers (GCS, raylet, object manager, workers, agents, metrics) listen on all interfaces
+# whatever the options: keep the nodes on a private network, as any cluster's compute nodes are, or fix their
+# ports with RAY_START_ARGS (extra `ray start` options for every node) and firewall them: docs/clusters.md,
+# "Which ports are open". To look at
 # the dashboard, submit with RAY_DASHBOARD=1: it then listens on 127.0.0.1:8265 of the head node only; reach it with
 # an SSH tunnel from your machine (the head node's name is printed below):
 #     ssh -N -L 8265:127.0.0.1:8265 -J <login node> <head node>      then open http://localhost:8265
@@ -63,7 +66,15 @@ node_ip() {
 }
 mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 HEAD_NODE=${NODES[0]}
-HEAD_IP=$(node_ip "$HEAD_NODE")
+if [ "${#NODES[@]}" = 1 ]; then
+    # One node: nothing needs reaching from outside. Ray listens on loopback alone when its node address is
+    # 127.0.0.1 (any other address: GCS, raylet, workers and agents listen on every interface).
+    export RAY_NODE_IP=127.0.0.1
+    HEAD_IP=$RAY_NODE_IP
+else
+    HEAD_IP=$(node_ip "$HEAD_NODE")
+fi
+read -ra RAY_EXTRA <<< "${RAY_START_ARGS:-}"  # e.g. fixed ports to firewall (docs/clusters.md)
 [ -n "$HEAD_IP" ] || fail "cannot find the address of node $HEAD_NODE"
 say "Ray head on $HEAD_NODE ($HEAD_IP:$RAY_PORT), ${#NODES[@]} node(s) x $CPUS CPUs | prepare $*"
 
@@ -89,12 +100,12 @@ trap 'on_signal USR1' USR1
 # One srun step per node, each `ray start --block` (it lives as long as the step; killing the step stops the node).
 start_node() {  # node, extra ray start options...
     local node=$1; shift
-    # (the node address is looked up on that node: NodeAddr of $SLURMD_NODENAME)
+    # (the node address is looked up on that node: NodeAddr of $SLURMD_NODENAME; 127.0.0.1 in a one-node job)
     srun --nodes=1 --ntasks=1 --overlap -w "$node" --kill-on-bad-exit=0 bash -c '
-        ip=$(scontrol show node "$SLURMD_NODENAME" | grep -o "NodeAddr=[^ ]*" | cut -d= -f2)
+        ip=${RAY_NODE_IP:-$(scontrol show node "$SLURMD_NODENAME" | grep -o "NodeAddr=[^ ]*" | cut -d= -f2)}
         [[ $ip =~ ^[0-9.]+$ ]] || ip=$(getent ahostsv4 "${ip:-$SLURMD_NODENAME}" | awk "NR == 1 {print \$1}")
         exec ray start --block --node-ip-address "$ip" --temp-dir "$0/$SLURMD_NODENAME" "$@"' \
-        "$RAY_TMP" --num-cpus "$CPUS" --disable-usage-stats "$@" &
+        "$RAY_TMP" --num-cpus "$CPUS" --disable-usage-stats ${RAY_EXTRA[@]+"${RAY_EXTRA[@]}"} "$@" &
     ray_steps+=($!)
 }
 start_node "$HEAD_NODE" --head --port "$RAY_PORT" "${DASHBOARD[@]}"
