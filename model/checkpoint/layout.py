@@ -29,7 +29,7 @@ from typing import Callable
 
 from gptstack.errors import GPTStackError
 from gptstack.files import entry_kind
-from gptstack.formats import check_value, field, read_json_object, short
+from gptstack.formats import MAX_SEED, check_value, field, read_json_object, short
 
 CHECKPOINTS_DIR = "checkpoints"
 STEP_DIR = re.compile(r"^step_(\d+)$")  # step_000200; a name ending in .tmp is never a finished checkpoint
@@ -182,7 +182,6 @@ def remove_unfinished_saves(run_dir: Path) -> None:
 RESUME_FIELDS = ("step", "world_size", "zero_stage", "precision", "loader", "model")  # what a resume reads
 MAX_STEP = 10**12  # far beyond any run; also bounds what the model card multiplies and formats
 MAX_COUNT = 2**62  # samples, tokens, windows: fit an int64 (numpy indexes with them)
-MAX_SEED = 2**63 - 1
 MAX_NAME = 4096  # names and paths in the record
 
 
