@@ -66,8 +66,11 @@ fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 
 # Rendezvous: the first node of the allocation, at the address Slurm itself uses to reach it, and a port
-# derived from the job id (cluster/env.py) unless MASTER_PORT is set.
-if [ -z "${MASTER_ADDR:-}" ]; then
+# derived from the job id (cluster/env.py) unless MASTER_PORT is set. On one node, 127.0.0.1: rank 0 then serves
+# the rendezvous on loopback alone and gloo stays there too (model/engine.py, cluster/env.py).
+if [ -z "${MASTER_ADDR:-}" ] && [ "${SLURM_JOB_NUM_NODES:-0}" = 1 ]; then
+    export MASTER_ADDR=127.0.0.1
+elif [ -z "${MASTER_ADDR:-}" ]; then
     first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
     MASTER_ADDR=$(scontrol show node "$first_node" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
     export MASTER_ADDR=${MASTER_ADDR:-$first_node}
