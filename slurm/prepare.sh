@@ -74,7 +74,7 @@ if [ "${#NODES[@]}" = 1 ]; then
 else
     HEAD_IP=$(node_ip "$HEAD_NODE")
 fi
-read -ra RAY_EXTRA <<< "${RAY_START_ARGS:-}"  # e.g. fixed ports to firewall (docs/clusters.md)
+read -r -d "" -a RAY_EXTRA <<< "${RAY_START_ARGS:-}" || true  # e.g. fixed ports to firewall (docs/clusters.md)
 [ -n "$HEAD_IP" ] || fail "cannot find the address of node $HEAD_NODE"
 say "Ray head on $HEAD_NODE ($HEAD_IP:$RAY_PORT), ${#NODES[@]} node(s) x $CPUS CPUs | prepare $*"
 
