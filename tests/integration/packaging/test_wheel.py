@@ -19,15 +19,22 @@ import pytest
 from tests.support import REPO_ROOT
 
 # What is not the project's source: never copied into the build (the wheel is built from a copy, so the build
-# leaves no build/ or egg-info behind in the checkout that others work in).
-NOT_SOURCE = (".git", ".venv", "data", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "logs")
+# leaves no build/ or egg-info behind in the checkout that others work in). The checkout's own folders are left out
+# at its top only: model/data/ is source, data/ beside model/ is not.
+NOT_SOURCE_AT_TOP = {".git", ".venv", "data", "runs", "build", "dist", "logs"}
+NOT_SOURCE = ("*.egg-info", "__pycache__", ".pytest_cache")
+
+
+def not_source(folder: str, names: list[str]) -> set[str]:
+    top = {name for name in names if name in NOT_SOURCE_AT_TOP} if Path(folder) == REPO_ROOT else set()
+    return top | shutil.ignore_patterns(*NOT_SOURCE)(folder, names)
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A virtual environment holding the wheel built from this checkout; returns its bin/ folder."""
     root = tmp_path_factory.mktemp("wheel")
-    source = shutil.copytree(REPO_ROOT, root / "source", ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    source = shutil.copytree(REPO_ROOT, root / "source", ignore=not_source)
     # --no-build-isolation: build with this environment's setuptools instead of downloading one.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source),
                     "-w", str(root / "dist")], check=True, timeout=300)
