@@ -50,14 +50,20 @@ def check_resume_tokenizer(checkpoint: Path, tokenizer: Tokenizer) -> None:
 
 
 def weights_tokenizer(weights_folder) -> Tokenizer:
-    """The tokenizer of a weights folder: its tokenizer/ copy, else the name its checkpoint recorded, else gpt2."""
+    """The tokenizer of a weights folder: its tokenizer/ copy, else the name its checkpoint recorded, else gpt2.
+    Where the checkpoint's trainer_state.json records one, the copy must be that one (its sha256): a swapped or
+    planted copy would sample and export with another tokenizer's text for the same ids."""
     weights_folder = Path(weights_folder)
     # Read (and validated) first in any case: sample and convert refuse a malformed one before writing anything.
     state = (read_trainer_state(weights_folder.parent, required=())
              if (weights_folder.parent / STATE_FILE).is_file() else {})
-    if (weights_folder / COPY_DIR).is_dir():
-        return stored_tokenizer(weights_folder, None)
     recorded = state.get("tokenizer") or {}
+    copy = weights_folder / COPY_DIR
     if recorded.get("name") and not recorded.get("sha256"):
+        if copy.exists() or copy.is_symlink():
+            raise CheckpointError(f"{copy}: {weights_folder.parent / STATE_FILE} records the tiktoken tokenizer "
+                                  f"{recorded['name']!r}, which has no folder: this copy is not the checkpoint's")
         return get_tokenizer(recorded["name"])
+    if copy.is_dir() or recorded.get("sha256"):
+        return stored_tokenizer(weights_folder, recorded or None)  # checked against the recorded sha256
     return get_tokenizer("gpt2")

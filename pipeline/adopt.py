@@ -5,7 +5,9 @@ uint16 tokens), but they come without manifest.json, so `pipeline.inspect` and t
 command reads every `*.bin` of DIR once: it checks each header against the file's size, counts the tokens and the
 end-of-text tokens, checks that every id fits the tokenizer, hashes the file, and then writes the manifest (the
 same `build_manifest`/`write_manifest` that `pipeline.prepare` uses; written atomically and last). The shard files
-are left as they are, under their own names, so llm.c still reads the folder.
+are left as they are, under their own names, so llm.c still reads the folder. A `--tokenizer` folder is pinned as
+prepare pins it: its sha256 goes into the manifest and a copy into DIR/tokenizer/, which is what inspect and the
+trainer then read (verified against that sha256), so moving, changing or swapping the original changes nothing.
 
 The split comes from the file name: `fineweb_val_000000.bin` is validation, `fineweb_train_000001.bin` training
 (a name must hold `val` or `train` as a word). Nothing is written when any file is wrong: one `error:` line names
@@ -25,7 +27,8 @@ from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_err
 from gptstack.files import check_writable_dir
 from pipeline.shards import (HEADER_BYTES, MANIFEST_NAME, TOKEN_DTYPE, build_manifest, provenance, read_header,
                              shard_entry, write_manifest)
-from pipeline.tokenizer import get_tokenizer
+from pipeline.tokenizer import COPY_DIR, Tokenizer, get_tokenizer
+from pipeline.tokenizer.folder import load_tokenizer_folder
 
 BLOCK_BYTES = 1 << 24  # read 16 MiB at a time: one pass for hash, id range and end-of-text count
 SPLIT_WORDS = {"val": "val", "valid": "val", "validation": "val", "train": "train"}
@@ -73,6 +76,20 @@ def scan_shard(path: Path, eot_token: int, vocab_size: int) -> dict:
     return shard_entry(path.name, split_of(path.name), int(header[2]), documents, digest.hexdigest())
 
 
+def check_copy_place(directory: Path, tokenizer: Tokenizer) -> None:
+    """DIR/tokenizer/ is where the copy goes: refuse to replace anything there but an earlier copy of this one."""
+    place = directory / COPY_DIR
+    if not place.exists() and not place.is_symlink():
+        return
+    try:
+        ours = place.is_dir() and not place.is_symlink() and load_tokenizer_folder(place).sha256 == tokenizer.sha256
+    except GPTStackError:
+        ours = False
+    if not ours:
+        raise InputError(f"{place}: already there and not a copy of --tokenizer {tokenizer.label}; adopt keeps the "
+                         f"tokenizer's copy there: move it away first")
+
+
 def adopt(directory: Path, tokenizer: str = "gpt2", command: str = "") -> dict:
     """Write DIR/manifest.json for the llm.c-format shards in DIR and return it."""
     if not directory.is_dir():
@@ -86,15 +103,22 @@ def adopt(directory: Path, tokenizer: str = "gpt2", command: str = "") -> dict:
     for path in paths:  # names first: a misnamed file fails at once, before hours of hashing
         split_of(path.name)
     check_writable_dir(directory, "DIR", InputError)  # the manifest goes there: know it before reading everything
-    encoding = get_tokenizer(tokenizer).encoding
+    resolved = get_tokenizer(tokenizer)
+    if resolved.folder:
+        check_copy_place(directory, resolved)
+    encoding = resolved.encoding
     entries = [scan_shard(path, encoding.eot_token, encoding.n_vocab) for path in paths]
     # The folder's order is val first, then train, each by name (as pipeline.prepare writes them).
     entries.sort(key=lambda e: (e["split"] != "val", e["file"]))
     if not any(e["split"] == "train" for e in entries):
         raise InputError(f"{directory}: no training shard (no file name with 'train' in it)")
-    manifest = build_manifest(entries, tokenizer, encoding.n_vocab, encoding.eot_token, skipped={},
+    pinned = {}
+    if resolved.folder:  # the copy first, the manifest that names it last (the manifest makes the folder usable)
+        resolved.copy_into(directory)
+        pinned = {"tokenizer_source": resolved.label, "tokenizer_sha256": resolved.sha256, "tokenizer_files": COPY_DIR}
+    manifest = build_manifest(entries, resolved.label, encoding.n_vocab, encoding.eot_token, skipped={},
                               adopted={"from": "llm.c/modded-nanogpt shards", "documents": "end-of-text tokens"},
-                              **provenance(command))
+                              **pinned, **provenance(command))
     write_manifest(directory, manifest)
     return manifest
 
