@@ -106,8 +106,8 @@ def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
                 raise CheckpointError(f"{path}: tensor {name} is also in {owners[name].name}")
             owners[name] = path
             if dtype not in FLOAT_DTYPES and not name.endswith(MASK_BUFFERS):
-                raise CheckpointError(f"{path}: tensor {name} is {dtype}, not floating point: these are not model "
-                                      f"weights")
+                raise CheckpointError(f"{path}: tensor {name} is {dtype}; model weights are "
+                                      f"{', '.join(FLOAT_DTYPES)}")
     tensors = {}
     for path in files:
         try:

@@ -19,14 +19,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gptstack.files import atomic_write
-from gptstack.formats import read_json_object
+from gptstack.formats import read_json_object, short
 from model.checkpoint.layout import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps,
                                      holds_weights, latest)
 from model.gpt import GPT, GPTConfig, ModelConfigError
 
 CONFIG_FILE = "config.json"
 TIED_COPY = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, tied again on load
-BLOCK_PREFIX = re.compile(r"^transformer\.h\.(\d+)\.")  # a tensor of block N
+BLOCK_PREFIX = re.compile(r"^transformer\.h\.(\d{1,9})\.")  # a tensor of block N (a longer N: not ours)
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes: a bigger one is not ours
 
@@ -141,8 +141,8 @@ def check_fits(config: GPTConfig, dtypes: Mapping[str, str], shapes: Mapping[str
     file holds first, so nothing the size of a wrong config is ever allocated or looped over."""
     for name, dtype in dtypes.items():
         if dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"checkpoint {source}: tensor {name} is {dtype}, not floating point: these are not "
-                                  f"model weights")
+            raise CheckpointError(f"checkpoint {source}: tensor {name} is {dtype}; model weights are "
+                                  f"{', '.join(FLOAT_DTYPES)}")
     # The sizes the file itself shows first (layers, embedding rows and width, positions): after these agree,
     # every size of config.json is one the file holds, and the shapes below are computed from it safely.
     layers = {int(match.group(1)) for match in map(BLOCK_PREFIX.match, shapes) if match}
@@ -160,7 +160,8 @@ def check_fits(config: GPTConfig, dtypes: Mapping[str, str], shapes: Mapping[str
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        what = (f"missing {', '.join(short(n, 80) for n in missing[:3])}" if missing else
+                f"unexpected {', '.join(short(n, 80) for n in unexpected[:3])}")
         raise CheckpointError(f"checkpoint {source} does not match its {CONFIG_FILE}: {what} tensors")
     for name, shape in expected.items():
         if tuple(shapes[name]) != shape:

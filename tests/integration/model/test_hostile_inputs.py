@@ -83,7 +83,7 @@ def integer_weights(weights: Path) -> None:
     (absurd_layers, ["config.json", "n_layer=1000000000"]),
     (layers_in_range, ["holds 2 layers", "n_layer=9999"]),
     (nan_weight, ["transformer.h.1.attn.c_proj.weight", "NaN or infinite"]),
-    (integer_weights, ["I32, not floating point"]),
+    (integer_weights, ["is I32; model weights are F16, BF16, F32, F64"]),
 ])
 def test_sample_and_export_refuse_a_hostile_weights_folder_in_one_line(run, tmp_path, damage, fragments):
     damage(step_dir(run) / "model")

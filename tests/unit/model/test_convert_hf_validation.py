@@ -105,7 +105,7 @@ def test_integer_or_non_finite_tensors_are_refused_naming_them(hf):
     tensors = load_file(hf / "model.safetensors")
     tensors["transformer.h.0.attn.c_attn.weight"] = (tensors["transformer.h.0.attn.c_attn.weight"] * 100).long()
     save_file(tensors, hf / "model.safetensors", metadata={"format": "pt"})
-    refused(hf, "tensor transformer.h.0.attn.c_attn.weight is I64, not floating point")  # .float() took it before
+    refused(hf, "tensor transformer.h.0.attn.c_attn.weight is I64; model weights are F16")  # .float() took it before
     tensors["transformer.h.0.attn.c_attn.weight"] = torch.full((64, 192), float("nan"))
     save_file(tensors, hf / "model.safetensors", metadata={"format": "pt"})
     refused(hf, "tensor transformer.h.0.attn.c_attn.weight holds 12,288 NaN or infinite value(s)")

@@ -68,7 +68,7 @@ def test_absurd_layer_count_is_refused_from_the_header_at_once(weights):
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8, torch.bool])
 def test_integer_tensors_are_not_weights(weights, dtype):
     rewrite_tensors(weights, lambda t: t.update({"transformer.ln_f.weight": t["transformer.ln_f.weight"].to(dtype)}))
-    refused(weights, "tensor transformer.ln_f.weight is", "not floating point")
+    refused(weights, "tensor transformer.ln_f.weight is", "; model weights are F16, BF16, F32, F64")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -103,3 +103,10 @@ def test_a_header_that_lies_about_a_shape_is_refused_by_safetensors(weights):
     text += b" " * (-len(text) % 8)
     (weights / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length:])
     refused(weights, "model.safetensors cannot be read")
+
+
+def test_a_planted_tensor_name_is_named_short(weights):
+    name = "transformer.h." + "9" * 5000 + ".attn.bias"  # more digits than Python turns into an int
+    rewrite_tensors(weights, lambda t: t.update({name: torch.zeros(1)}))
+    message = refused(weights, "does not match its config.json: unexpected 'transformer.h.999")
+    assert len(message) < 400
