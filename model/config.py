@@ -246,7 +246,8 @@ def parse_override(text: str) -> tuple[str, str | None]:
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
-                values: Mapping[str, object] | None = None, base: Mapping[str, object] | None = None) -> TrainConfig:
+                values: Mapping[str, object] | None = None,
+                base: Mapping[str, object] | None = None) -> TrainConfig:
     """Defaults, then the YAML file (if any), then `base`, then each `--set KEY=VALUE` in order, then `values`
     (dotted key -> typed value: the command line's own flags; `base` holds --data's, which a --set such as
     data.sources.NAME.weight=W edits, so they must be in place before it); then validate()."""
