@@ -167,15 +167,26 @@ def wait_for(predicate, timeout=120):
         time.sleep(0.01)
 
 
+# A slower run with many tiny shards: 4 tasks over the whole sample corpus.
+SLOW_RUN = ["--tasks", "4", "--shard-tokens", "1000", "--val-tokens", "500"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    """The manifest of the slow run left alone, which every killed-and-resumed run must reproduce."""
+    clean = tmp_path_factory.mktemp("uninterrupted") / "clean"
+    run_prepare("--output", clean, *SLOW_RUN, check_rc=0)
+    return read_manifest(clean)
+
+
 @pytest.mark.parametrize("phase", ["tokenize", "write shards"])
-def test_killed_run_leaves_earlier_output_intact_and_resumes(tmp_path, phase):
+def test_killed_run_leaves_earlier_output_intact_and_resumes(tmp_path, phase, uninterrupted):
     out = tmp_path / "out"
     run_prepare("--limit", "50", "--output", out, "--val-tokens", "500", check_rc=0)
     before = {p.name: file_sha256(p) for p in out.glob("*") if p.is_file()}
     manifest_before = read_manifest(out)
 
-    # A slower run with many tiny shards: 4 tasks over the whole sample corpus.
-    args = ["--output", out, "--tasks", "4", "--shard-tokens", "1000", "--val-tokens", "500"]
+    args = ["--output", out, *SLOW_RUN]
     process = subprocess.Popen([sys.executable, "-m", "pipeline.prepare", *map(str, args)], cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     work = out / ".prepare-work"
@@ -196,8 +207,6 @@ def test_killed_run_leaves_earlier_output_intact_and_resumes(tmp_path, phase):
 
     # The same command finishes the job and gives what an uninterrupted run gives.
     run_prepare(*args, check_rc=0)
-    clean = tmp_path / "clean"
-    run_prepare(*[a if a != out else clean for a in args], check_rc=0)
-    assert [e["sha256"] for e in read_manifest(out)["shards"]] == [e["sha256"] for e in read_manifest(clean)["shards"]]
+    assert [e["sha256"] for e in read_manifest(out)["shards"]] == [e["sha256"] for e in uninterrupted["shards"]]
     assert not work.exists()
     assert not list(out.glob(".*.tmp"))
