@@ -26,10 +26,11 @@ import torch
 
 from cluster.env import DistEnv, resolve_dist_env
 from cluster.lifeline import watch_launcher
-from gptstack.cli_args import ArgumentParser
+from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import check_writable_dir
 from gptstack.folder_lock import FolderLock, describe_takeover
+from gptstack.output_folder import claim_output_folder
 from model import checkpoint as ckpt
 from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
 from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, describe, load_config, save_config
@@ -42,6 +43,10 @@ from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
 
 RUN_LOCK = ".lock"  # RUN_DIR/.lock: one trainer per run folder (gptstack/folder_lock.py)
+# What a run writes at the top of its folder: only these are ever replaced there (an older run folder, with its
+# .lock or checkpoints/, counts as ours; anything else needs --force)
+RUN_WRITES = (RUN_LOCK, "config.yaml", "metrics.jsonl", "loss.png", "tb", "checkpoints")
+RUN_FOLDER_SIGNS = (RUN_LOCK, "checkpoints", "slurm_failures.txt")  # (the last: slurm/pretrain.sh's failure count)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "start fresh if it has none; none: start fresh (refused if the run folder already "
                              "holds checkpoints); PATH: a checkpoint folder step_N (or a run folder) to continue "
                              "from, written with any number of ranks")
+    add_force_argument(parser, "--run-dir")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -98,8 +104,8 @@ def check_output_folder(run_dir: Path, needed_bytes: int, keep_last: int) -> Non
 class Trainer:
     """One training run on this rank. Build with Trainer(config, dist_env, resume), then .fit()."""
 
-    def __init__(self, config: TrainConfig, dist_env: DistEnv, resume: str = "auto"):
-        self.config, self.env = config, dist_env
+    def __init__(self, config: TrainConfig, dist_env: DistEnv, resume: str = "auto", force: bool = False):
+        self.config, self.env, self.force = config, dist_env, force
         self.run_dir = Path(config.run_dir)
         self.is_main = dist_env.is_main
         self._stop_requested = False
@@ -131,6 +137,10 @@ class Trainer:
             # One trainer per run folder (gptstack/folder_lock.py); under it, unfinished saves go before anything
             # counts the folder's checkpoints or free space.
             check_writable_dir(self.run_dir, "run folder", ConfigError)
+            # the output-folder rule (gptstack/output_folder.py): a run folder, a new or empty one, or --force
+            claim_output_folder(self.run_dir, "model.train", self.force, "--run-dir", RUN_WRITES,
+                                legacy=lambda path: any((path / name).exists() for name in RUN_FOLDER_SIGNS)
+                                ).record(RUN_WRITES)  # all of them before the first is written
             self.lock = FolderLock(self.run_dir / RUN_LOCK, self.run_dir, "trainer", hint="or give another --run-dir")
             if self.lock.acquire().took_over:
                 print(describe_takeover(self.lock.took_over), flush=True)
@@ -358,7 +368,7 @@ def main(argv=None) -> int:
             if dist_env.is_main:
                 print(describe(config, dist_env.world_size), end="")
             return 0
-        trainer = Trainer(config, dist_env, args.resume)
+        trainer = Trainer(config, dist_env, args.resume, args.force)
         stop_on_signals(trainer)
         if trainer.finished:
             if trainer.is_main:
