@@ -18,6 +18,7 @@ import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
 from gptstack.errors import InputError
+from gptstack.formats import short
 
 # The SHA-256 that tiktoken pins for the gpt2 files (tiktoken_ext/openai_public.py, function gpt2).
 GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -71,10 +72,11 @@ def named_encoding(name: str) -> tiktoken.Encoding:
             return encoding
     try:
         return tiktoken.get_encoding(name)
-    except ValueError as e:  # unknown name
-        raise InputError(f"unknown tokenizer {name!r} ({e})") from None
+    except ValueError as e:  # unknown name (tiktoken's message spans lines: said on one, cut)
+        raise InputError(f"unknown tokenizer {short(name)} ({' '.join(str(e).split())[:200]})") from None
     except Exception as e:  # download failed (no network, proxy...)
-        raise InputError(f"cannot load tokenizer {name!r}: {type(e).__name__}: {e}") from None
+        raise InputError(f"cannot load tokenizer {short(name)}: {type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]}") from None
 
 
 def check_fits_uint16(encoding: tiktoken.Encoding) -> None:

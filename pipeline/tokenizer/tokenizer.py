@@ -34,6 +34,7 @@ import tiktoken
 
 from gptstack.errors import InputError
 from gptstack.files import atomic_write, copy_file, flat_folder_files, fsync_dir
+from gptstack.formats import short
 from pipeline.tokenizer.encodings import check_fits_uint16, named_encoding
 from pipeline.tokenizer.folder import (DATA_FILES, HF_CONFIG_FILE, HF_FILE, META_FILE, TokenizerFolder,
                                        is_tokenizer_folder, load_tokenizer_folder)
@@ -43,7 +44,12 @@ COPY_DIR = "tokenizer"  # the copy inside a shard folder or a checkpoint
 
 def looks_like_path(spec: str) -> bool:
     """A --tokenizer value that means a folder rather than a tiktoken name ("gpt2", "r50k_base", ...)."""
-    return os.sep in spec or "/" in spec or spec.startswith(".") or Path(spec).is_dir()
+    if os.sep in spec or "/" in spec or spec.startswith("."):
+        return True
+    try:
+        return Path(spec).is_dir()
+    except OSError:  # a name no file system takes (over 255 bytes: ENAMETOOLONG) is no folder
+        return False
 
 
 class Tokenizer:
@@ -177,10 +183,14 @@ def _folder_encoding(sha256: str, path: str) -> tiktoken.Encoding:
 def open_folder(spec: str) -> TokenizerFolder:
     """The verified folder a --tokenizer PATH names (one-line InputError when it is not a tokenizer folder)."""
     path = Path(spec)
-    if not path.exists():
+    try:
+        exists, is_folder = path.exists(), path.is_dir() and is_tokenizer_folder(path)
+    except OSError as e:  # a name no file system takes (a part over 255 bytes: ENAMETOOLONG)
+        raise InputError(f"--tokenizer {short(spec)}: not a usable path ({e.strerror})") from None
+    if not exists:
         raise InputError(f"--tokenizer {spec}: no such folder (a tiktoken name such as gpt2, or a folder made by "
                          "`python -m pipeline.tokenizer train`)")
-    if not path.is_dir() or not is_tokenizer_folder(path):
+    if not is_folder:
         raise InputError(f"--tokenizer {spec}: not a tokenizer folder (no {META_FILE}; make one with "
                          "`python -m pipeline.tokenizer train`)")
     return load_tokenizer_folder(path)
