@@ -6,13 +6,15 @@ trainer_state.json (see tests/support/fuzz_pipeline.py for the pattern).
 """
 from __future__ import annotations
 
+import io
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 
-from tests.support.fuzz import mutate_bytes, mutate_entry, mutate_json
-from tests.support.fuzz_pipeline import each
+from tests.support.fuzz import Raw, dumps_with_raw, mutate_bytes, mutate_entry, mutate_json
+from tests.support.fuzz_pipeline import each, mutate_tokenizer
 
 STEP = "step_000004"
 
@@ -95,37 +97,43 @@ def mutate_weights(rng: random.Random, root: Path, run_name: str = "run") -> str
         data[at:at + 4] = struct.pack("<f", value)
         weights.write_bytes(bytes(data))
         return f"a weight = {value}"
-    if choice < 0.88:
+    if choice < 0.82:
         length = struct.unpack("<Q", weights.read_bytes()[:8])[0]
         new_bytes, what = mutate_bytes(rng, weights.read_bytes(), hot=(0, 8 + length))
         weights.write_bytes(new_bytes)
         return f"model.safetensors: {what}"
+    if choice < 0.94:  # the tokenizer copy the sampler decodes with
+        return f"model/tokenizer: {mutate_tokenizer(rng, model, 'tokenizer')}"
     target = rng.choice((config, weights, weights, model))
     return f"model/{mutate_entry(rng, target, root / 'outside')}"
 
 
 def use_weights(run: Path) -> None:
-    """What model.sample does with a checkpoint: resolve it, load and check the model, find its tokenizer, sample."""
-    import torch
+    """`python -m model.sample --checkpoint RUN --max-new-tokens 2` in process: resolve the checkpoint, load and
+    check the model, find its tokenizer, sample and print."""
+    from contextlib import redirect_stderr, redirect_stdout
 
-    from model.checkpoint.weights import load_model, resolve_checkpoint
-    from model.generate import generate
-    from model.run_tokenizer import weights_tokenizer
+    from model.sample import parse_args, run as sample
 
-    model = load_model(run)
-    tokenizer = weights_tokenizer(resolve_checkpoint(run))
-    ids = generate(model, torch.tensor([[tokenizer.eot_token % model.config.vocab_size]]), 2, temperature=1.0)
-    tokenizer.decode(ids[0].tolist())
+    out = io.TextIOWrapper(io.BytesIO())  # (sample reconfigures stdout's error handler: a StringIO has none)
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        sample(parse_args(["--checkpoint", str(run), "--max-new-tokens", "2", "--device", "cpu", "--seed", "1"]))
 
 
 def mutate_trainer_state(rng: random.Random, root: Path, run_name: str = "run") -> str:
     """Corrupt root/run's trainer_state.json: as JSON mostly, as bytes, or what kind of entry it is."""
     path = root / run_name / "checkpoints" / STEP / "trainer_state.json"
     choice = rng.random()
-    if choice < 0.75:
+    if choice < 0.65:
         text, what = mutate_json(rng, json.loads(path.read_text()))
         path.write_text(text)
         return f"trainer_state.json: {what}"
+    if choice < 0.75:  # no tokenizer copy: the sampler and the export take the tokenizer the state records
+        shutil.rmtree(path.parent / "model" / "tokenizer")
+        state = json.loads(path.read_text())
+        text, what = mutate_json(rng, state["tokenizer"])
+        path.write_text(dumps_with_raw({**state, "tokenizer": Raw(text, "")}))
+        return f"trainer_state.json without a tokenizer copy: tokenizer record {what}"
     if choice < 0.85:
         state = json.loads(path.read_text())
         state["loader"]["mixture"] = {"seed": 1, "shuffle": True, "block": 64, "phase_start": 0,

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 
@@ -188,9 +189,19 @@ def mutate_manifest(rng: random.Random, root: Path, folder_name: str = "shards")
         new_bytes, what = mutate_bytes(rng, path.read_bytes())
         path.write_bytes(new_bytes)
         return f"manifest bytes: {what}"
-    if choice < 0.9:
+    if choice < 0.88:
         return mutate_entry(rng, path, root / "outside")
-    return f"tokenizer copy: {mutate_entry(rng, folder / 'tokenizer', root / 'outside')}"
+    if choice < 0.94:
+        return f"tokenizer copy: {mutate_entry(rng, folder / 'tokenizer', root / 'outside')}"
+    # no copy: the manifest's tokenizer name is what the folder is decoded with (offline names and paths only)
+    shutil.rmtree(folder / "tokenizer")
+    name = rng.choice(("gpt2", "nope", "", "/etc", "../tok", str(folder), "tokenizer", "a" * 300))
+    sha = rng.choice((None, "0" * 64))
+
+    def rename(manifest):
+        manifest.update(tokenizer=name, tokenizer_sha256=sha)
+    _rewrite_manifest(folder, rename)
+    return f"no tokenizer copy; manifest names tokenizer {name[:40]!r} with sha256 {sha and sha[:4]}"
 
 
 def mutate_shards(rng: random.Random, root: Path, folder_name: str = "shards") -> str:

@@ -86,7 +86,8 @@ def test_tokenizer_show(material, tmp_path, kind):
 
 SHARD_KINDS = (("manifest:", mutate_manifest, "verify"), ("a shard entry's file", mutate_manifest, "verify"),
                ("tokenizer copy", mutate_manifest, "no-verify"), ("token id", mutate_shards, "no-verify"),
-               ("int32", mutate_shards, "verify"), ("link", mutate_shards, "verify"))
+               ("int32", mutate_shards, "verify"), ("link", mutate_shards, "verify"),
+               ("no tokenizer copy", mutate_manifest, "no-verify"))
 
 
 @pytest.mark.parametrize("kind,mutate,verify", SHARD_KINDS, ids=[f"{kind}-{verify}" for kind, _, verify in SHARD_KINDS])
@@ -95,7 +96,7 @@ def test_inspect(material, tmp_path, kind, mutate, verify):
     check(what, "pipeline.inspect", str(case / "shards"), *(["--no-verify"] if verify == "no-verify" else []))
 
 
-WEIGHTS_KINDS = ("config.json:", "safetensors header", "dtype", "model.safetensors:")
+WEIGHTS_KINDS = ("config.json:", "safetensors header", "dtype", "model.safetensors:", "model/tokenizer")
 
 
 @pytest.mark.parametrize("kind", WEIGHTS_KINDS)
@@ -104,7 +105,7 @@ def test_sample(material, tmp_path, kind):
     check(what, "model.sample", "--checkpoint", str(case / "run"), "--max-new-tokens", "2", "--device", "cpu")
 
 
-@pytest.mark.parametrize("kind", ("trainer_state.json:", "with a mixture"))
+@pytest.mark.parametrize("kind", ("trainer_state.json:", "with a mixture", "without a tokenizer copy"))
 def test_convert_reads_trainer_state(material, tmp_path, kind):
     """model.convert --to-hf writes the model card from the checkpoint's trainer_state.json."""
     case, what = mutant(material, tmp_path, ("run",), mutate_trainer_state, kind, 40_000)
