@@ -22,6 +22,11 @@ TINY = ["--config", str(REPO_ROOT / "configs" / "tiny-cpu.yaml"),
         "--set", "model.block_size=64", "--set", "data.seq_len=64", "--set", "train.micro_batch_size=4",
         "--set", "train.tokens_per_step=512", "--set", "optim.warmup_steps=2", "--set", "eval.val_batches=2",
         "--set", "log.tensorboard=false"]
+# The shared tiny run's cadence (tests/integration/conftest.py: tiny_run): 1 rank, ZeRO-1 (so DeepSpeed writes both
+# its model-states and its optimizer-states file), a checkpoint and a validation every 2 steps, the last 3 kept.
+CADENCE = ["--set", "train.zero_stage=1", "--set", "checkpoint.every=2", "--set", "checkpoint.keep_last=3",
+           "--set", "eval.every=2"]
+TINY_RUN_STEPS = 4  # so the shared run holds checkpoints/step_000002 and step_000004
 
 
 def make_shards(folder: Path, train_shards: int = 2) -> Path:

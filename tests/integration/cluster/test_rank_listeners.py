@@ -19,12 +19,12 @@ import pytest
 from cluster.env import is_loopback
 from cluster.ports import listening_ports
 from tests.support.node_netns import node_netns
-from tests.support.train import REPO_ROOT, TINY, descendants, free_port, make_shards, train_env
+from tests.support.train import REPO_ROOT, TINY, descendants, free_port, train_env
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return make_shards(tmp_path_factory.mktemp("shards"))
+def shards(tiny_shards) -> Path:
+    return tiny_shards  # tests/integration/conftest.py: read, never written
 
 
 def sample_listeners(command: list[str], timeout: float = 300) -> tuple[dict[int, set], dict[int, str], str]:

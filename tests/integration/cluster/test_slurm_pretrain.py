@@ -7,7 +7,6 @@
 """
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,12 +23,8 @@ TRAIN_OVERRIDES = [f"--max-steps={STEPS}", "--set", "checkpoint.every=8", "--set
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "sample"
-    subprocess.run([sys.executable, "-m", "pipeline.prepare", "--corpus", "sample", "--limit", "600",
-                    "--output", str(out), "--shard-tokens", "200000", "--val-tokens", "20000"],
-                   check=True, cwd=REPO_ROOT, capture_output=True)
-    return out
+def shards(sample_shards) -> Path:
+    return sample_shards  # tests/integration/conftest.py: --corpus sample --limit 600, read by the jobs, never written
 
 
 def submit(slurm: LocalSlurm, tmp: Path, name: str, *train_args: str, data: Path | None = None,

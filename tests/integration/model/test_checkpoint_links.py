@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.faults import assert_one_line_error, plant_pickle
-from tests.support.train import TINY, make_shards, run_train
+from tests.support.train import TINY, run_train
 
 CADENCE = ["--set", "train.zero_stage=1", "--set", "checkpoint.every=2", "--set", "checkpoint.keep_last=3",
            "--set", "eval.every=0"]
@@ -27,15 +27,16 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return make_shards(tmp_path_factory.mktemp("link-shards"))
+def shards(tiny_shards) -> Path:
+    return tiny_shards
 
 
 @pytest.fixture(scope="module")
-def universal_run(shards, tmp_path_factory) -> Path:
-    """A run whose step_000004 also holds DeepSpeed's universal form (written by a resume under ZeRO-2)."""
+def universal_run(shards, tiny_run, tmp_path_factory) -> Path:
+    """A copy of the shared 1-rank ZeRO-1 run (tests/integration/conftest.py) whose step_000004 also holds
+    DeepSpeed's universal form (written by a resume under ZeRO-2)."""
     root = tmp_path_factory.mktemp("link-run")
-    assert_ok(train(shards, root / "run", "--max-steps", "4"))
+    shutil.copytree(tiny_run, root / "run")
     checkpoint = root / "run" / "checkpoints" / "step_000004"
     assert_ok(train(shards, root / "converted", "--resume", str(checkpoint), "--set", "train.zero_stage=2",
                     "--max-steps", "5"))

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.train import (REPO_ROOT, TINY, descendants, make_shards, run_train, step_losses, train_command,
-                                 train_env)
+from tests.support.train import REPO_ROOT, TINY, descendants, run_train, step_losses, train_command, train_env
 
 STEPS, EVERY = 24, 4  # ~20 steps still to train after the first checkpoint: seconds, even on an idle machine
 GONE_WITHIN = 10.0  # seconds after the kill; the ranks look twice a second
@@ -35,8 +34,8 @@ def start_time(pid: int) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return make_shards(tmp_path_factory.mktemp("shards"))
+def shards(tiny_shards) -> Path:
+    return tiny_shards  # tests/integration/conftest.py: read, never written
 
 
 def test_ranks_stop_with_their_launcher_and_the_restart_resumes_exactly(shards, tmp_path):

@@ -18,7 +18,7 @@ from model.train import Trainer
 from model.checkpoint.weights import load_model
 from cluster.env import resolve_dist_env
 from tests.support import SHARED_DATA
-from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train, train_env
+from tests.support.train import REPO_ROOT, TINY, read_metrics, run_train, train_env
 
 CONFIGS = REPO_ROOT / "configs"
 HELLASWAG = SHARED_DATA / "eval" / "hellaswag_val.jsonl"
@@ -26,8 +26,8 @@ HELLASWAG = SHARED_DATA / "eval" / "hellaswag_val.jsonl"
 
 # ---- a real run -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return make_shards(tmp_path_factory.mktemp("shards"))
+def shards(tiny_shards) -> Path:
+    return tiny_shards  # tests/integration/conftest.py: read, never written
 
 
 def run_args(data: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from cluster.env import SLURM_PORT_BASE, SLURM_PORT_SPAN
 from tests.support.loopback_netns import shared_netns
-from tests.support.train import (REPO_ROOT, TINY, descendants, free_port, make_shards, read_metrics, run_train,
+from tests.support.train import (REPO_ROOT, TINY, descendants, free_port, read_metrics, run_train,
                                  step_losses, train_command, train_env)
 
 STEPS, HALF = 6, 3
@@ -35,8 +35,8 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return make_shards(tmp_path_factory.mktemp("shards"))
+def shards(tiny_shards) -> Path:
+    return tiny_shards  # tests/integration/conftest.py: read, never written
 
 
 @pytest.fixture(scope="module")

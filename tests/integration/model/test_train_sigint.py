@@ -4,11 +4,11 @@ import signal
 import subprocess
 import time
 
-from tests.support.train import TINY, REPO_ROOT, make_shards, read_metrics, run_train, train_command, train_env
+from tests.support.train import TINY, REPO_ROOT, read_metrics, run_train, train_command, train_env
 
 
-def test_ctrl_c_checkpoints_and_the_same_command_resumes(tmp_path):
-    shards = make_shards(tmp_path / "shards")
+def test_ctrl_c_checkpoints_and_the_same_command_resumes(tmp_path, tiny_shards):
+    shards = tiny_shards  # tests/integration/conftest.py: read, never written
     run_dir = tmp_path / "run"
     base = [*TINY, "--data", str(shards), "--run-dir", str(run_dir), "--set", "checkpoint.every=0",
             "--set", "eval.every=0"]

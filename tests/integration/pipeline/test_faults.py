@@ -93,14 +93,6 @@ def write_warc(path: Path, pages: list[tuple[str, bytes]], gzip_records: bool) -
 
 
 @pytest.fixture(scope="session")
-def sample_shards(tmp_path_factory) -> Path:
-    """One prepared shard folder (the offline sample corpus) that the shard-damaging tests copy."""
-    out = tmp_path_factory.mktemp("fault-sample") / "out"
-    assert_ok(prepare("--limit", "300", "--no-dedup", "--val-tokens", "3000", "--output", out))
-    return out
-
-
-@pytest.fixture(scope="session")
 def slow_reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fault-slow") / "out"
     assert_ok(prepare(*SLOW_COMMAND, "--output", out))
@@ -116,6 +108,7 @@ def warc_reference(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def shard_copy(sample_shards, tmp_path) -> Path:
+    """A copy of the shared prepared sample folder (tests/integration/conftest.py) for a test to damage."""
     return Path(shutil.copytree(sample_shards, tmp_path / "shards"))
 
 

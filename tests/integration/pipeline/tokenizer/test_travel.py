@@ -16,7 +16,7 @@ import pytest
 from pipeline.shards import open_shard, read_manifest
 from pipeline.tokenizer import get_tokenizer
 from pipeline.tokenizer.folder import load_tokenizer_folder
-from tests.support.train import REPO_ROOT, TINY, make_shards, read_metrics, run_train
+from tests.support.train import REPO_ROOT, TINY, read_metrics, run_train
 
 VOCAB = 1024
 
@@ -76,7 +76,7 @@ def test_prepare_refuses_bad_tokenizer_options_in_one_line(tmp_path, args, fragm
     assert not out.exists()
 
 
-def test_train_sample_and_export_use_the_tokenizer_without_a_flag(shards, tmp_path):
+def test_train_sample_and_export_use_the_tokenizer_without_a_flag(shards, tmp_path, tiny_shards):
     run_dir = tmp_path / "run"
     result = run_train(1, [*TINY, "--data", str(shards), "--run-dir", str(run_dir), "--max-steps", "4",
                            "--set", "eval.every=2", "--set", "checkpoint.every=4"])
@@ -109,8 +109,7 @@ def test_train_sample_and_export_use_the_tokenizer_without_a_flag(shards, tmp_pa
     assert tokenizer.decode(out[0]) == sampled.stdout.rstrip("\n")
 
     # the same run folder on GPT-2 shards: the checkpoint's ids mean other text
-    gpt2 = make_shards(tmp_path / "gpt2")
-    resumed = run_train(1, [*TINY, "--data", str(gpt2), "--run-dir", str(run_dir), "--max-steps", "6"])
+    resumed = run_train(1, [*TINY, "--data", str(tiny_shards), "--run-dir", str(run_dir), "--max-steps", "6"])
     line = error_line(resumed)
     assert "was trained with tokenizer" in line and "gpt2" in line
 
