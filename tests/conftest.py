@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT, SHARED_DATA
+from tests.support import SHARED_DATA
 
 # DeepSpeed picks its accelerator at import time; on a machine without a GPU it must be told.
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 TIERS = {"unit": "fast", "integration": "slow"}
+TESTS = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        parts = item.path.relative_to(REPO_ROOT / "tests").parts
-        if parts[0] in TIERS:
-            item.add_marker(TIERS[parts[0]])
+        if item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in TIERS:
+            item.add_marker(TIERS[item.path.relative_to(TESTS).parts[0]])
 
 
 @pytest.fixture(scope="session")
