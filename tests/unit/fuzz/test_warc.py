@@ -4,7 +4,7 @@ symlinks and special files): the checked reader yields documents and counts what
 or holding more than its record bound."""
 from collections import Counter
 
-from tests.support.fuzz import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
 from tests.support.fuzz_warc import build_warcs, mutate_warc, use_warc
 
 
