@@ -113,7 +113,7 @@ def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
         try:
             tensors.update(load_file(path))
         except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path} cannot be read: {' '.join(str(e).split())}") from None
+            raise CheckpointError(f"{path} cannot be read: {' '.join(str(e).split())[:300]}") from None
     return tensors
 
 
