@@ -68,6 +68,15 @@ def _address_space() -> int:
     return 0
 
 
+def template(tmp_path: Path, **parts: Path) -> Path:
+    """A folder holding copies of `parts` under their keyword names: what each fuzz case starts from."""
+    folder = tmp_path / "template"
+    folder.mkdir()
+    for name, source in parts.items():
+        shutil.copytree(source, folder / name, symlinks=True)
+    return folder
+
+
 def fuzz_seeds(base: int, cases: int) -> list[int]:
     """The seeds to run: GPTSTACK_FUZZ_SEED (comma-separated) replays those only; else `cases` seeds from `base`
     (GPTSTACK_FUZZ_CASES overrides how many)."""

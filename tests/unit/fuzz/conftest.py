@@ -1,6 +1,4 @@
 """The valid starting material every fuzzer corrupts copies of, built once per session by the project's writers."""
-import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,11 +15,3 @@ def material(tmp_path_factory) -> SimpleNamespace:
     run = build_checkpoint(root / "run", tok, shards)
     return SimpleNamespace(root=root, tok=tok, shards=shards, run=run)
 
-
-def template(tmp_path: Path, **parts: Path) -> Path:
-    """A folder holding copies of `parts` under their keyword names: what each fuzz case starts from."""
-    folder = tmp_path / "template"
-    folder.mkdir()
-    for name, source in parts.items():
-        shutil.copytree(source, folder / name, symlinks=True)
-    return folder

@@ -1,9 +1,8 @@
 """Shard-folder manifests under random corruption (wrong types, missing keys, huge numbers, deep nesting, entries
 naming files outside the folder, symlinks and special files, a damaged tokenizer/ copy): the checked folder, inspect
 and the training loader accept the folder or refuse it in one line."""
-from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz, template
 from tests.support.fuzz_pipeline import mutate_manifest, use_shard_folder
-from tests.unit.fuzz.conftest import template
 
 
 def test_manifest_fuzz(material, tmp_path):

@@ -1,9 +1,8 @@
 """Token shards under random corruption (header fields, truncation, flipped bytes, token ids past the vocabulary,
 the manifest's checksum and count re-written to match, symlinks and special files): inspect (with and without
 --no-verify), the checked folder and the training loader accept the folder or refuse it in one line."""
-from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz, template
 from tests.support.fuzz_pipeline import mutate_shards, use_shard_folder
-from tests.unit.fuzz.conftest import template
 
 
 def test_shard_fuzz(material, tmp_path):

@@ -1,9 +1,8 @@
 """Tokenizer folders under random corruption (metadata of wrong types, split patterns, ranks lines and bytes
 re-hashed so the deeper checks are reached, symlinks and special files): load_tokenizer_folder accepts a folder that
 then encodes any text and gives it back, or refuses it in one line."""
-from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz, template
 from tests.support.fuzz_pipeline import mutate_tokenizer, use_tokenizer
-from tests.unit.fuzz.conftest import template
 
 
 def test_tokenizer_folder_fuzz(material, tmp_path):

@@ -2,9 +2,8 @@
 mixture's state, symlinks and special files): a resume (its checks, tokenizer, loader position and next batch), the
 model card and the sampler's tokenizer lookup accept it or refuse it in one line."""
 from model.checkpoint.weights import load_model
-from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz, template
 from tests.support.fuzz_model import mutate_trainer_state, use_trainer_state
-from tests.unit.fuzz.conftest import template
 
 
 def test_trainer_state_fuzz(material, tmp_path):

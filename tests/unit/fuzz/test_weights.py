@@ -1,9 +1,8 @@
 """Weights folders under random corruption (config.json of wrong types and absurd sizes, safetensors headers that
 lie, integer dtypes, NaN weights, flipped and cut bytes, symlinks and special files): loading, finding the tokenizer
 and sampling accept the checkpoint or refuse it in one line, and nothing the size of a lying config is allocated."""
-from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz
+from tests.support.fuzz_loop import fuzz_seeds, reaches_checks, run_fuzz, template
 from tests.support.fuzz_model import mutate_weights, use_weights
-from tests.unit.fuzz.conftest import template
 
 
 def test_weights_fuzz(material, tmp_path):
