@@ -25,13 +25,10 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def read_json(path: Union[str, Path], error: type = GPTStackError, what: str = "", max_bytes: int = MAX_JSON_BYTES,
-              allow_nan: bool = True) -> Any:
-    """The JSON value of the file at `path`; anything unreadable is `error("<path>: <what> ...")` in one line.
-
-    Bounded: a file over `max_bytes` is refused before it is read. Python's parser recurses per nesting level, so a
-    document nested 100,000 deep raises RecursionError; that is said as such. `allow_nan=False` refuses NaN and
-    Infinity, which Python writes and reads but which are not JSON."""
+def read_text(path: Union[str, Path], error: type = GPTStackError, what: str = "", max_bytes: int = MAX_JSON_BYTES
+              ) -> str:
+    """The UTF-8 text of the plain file at `path`, at most `max_bytes`; anything else is `error("<path>: <what> ...")`
+    in one line (a FIFO, device or folder is refused, never waited on or read)."""
     path = Path(path)
     what = f"{what} " if what else ""
     try:
@@ -52,6 +49,19 @@ def read_json(path: Union[str, Path], error: type = GPTStackError, what: str = "
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise error(f"{path}: {what}is not UTF-8 text (byte {e.start})") from None
+    return text
+
+
+def read_json(path: Union[str, Path], error: type = GPTStackError, what: str = "", max_bytes: int = MAX_JSON_BYTES,
+              allow_nan: bool = True) -> Any:
+    """The JSON value of the file at `path`; anything unreadable is `error("<path>: <what> ...")` in one line.
+
+    Bounded: a file over `max_bytes` is refused before it is read. Python's parser recurses per nesting level, so a
+    document nested 100,000 deep raises RecursionError; that is said as such. `allow_nan=False` refuses NaN and
+    Infinity, which Python writes and reads but which are not JSON."""
+    path = Path(path)
+    text = read_text(path, error, what, max_bytes)
+    what = f"{what} " if what else ""
 
     def refuse_constant(name: str):
         raise ValueError(f"{name} is not a JSON number")

@@ -27,7 +27,7 @@ import tiktoken
 
 from gptstack.errors import InputError
 from gptstack.files import atomic_write, flat_folder_files, fsync_dir
-from gptstack.formats import check_value, field, read_json_object, short
+from gptstack.formats import check_value, field, read_json_object, read_text, short
 
 FORMAT = "gptstack-tokenizer"
 FORMAT_VERSION = 1
@@ -92,15 +92,7 @@ def ranks_from_text(text: str, where: str) -> dict[bytes, int]:
 
 def read_ranks(path: Path) -> dict[bytes, int]:
     """`ranks_from_text` of a ranks file, its size bounded and its text UTF-8 (base64 is ASCII)."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_DATA_BYTES + 1)
-    if len(data) > MAX_DATA_BYTES:
-        raise InputError(f"{path}: over {MAX_DATA_BYTES:,} bytes; not a ranks file this code wrote")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); not a ranks file this code wrote") from None
-    return ranks_from_text(text, str(path))
+    return ranks_from_text(read_text(path, InputError, "ranks file", MAX_DATA_BYTES), str(path))
 
 
 def check_meta(meta, where: str) -> dict:
