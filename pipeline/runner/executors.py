@@ -276,7 +276,7 @@ def job_environment() -> str:
     lines = []
     if sys.prefix != sys.base_prefix:  # a virtual environment
         lines.append(f"source {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # (this file is pipeline/runner/executors.py)
     lines.append(f"export PYTHONPATH={shlex.quote(str(repo))}${{PYTHONPATH:+:$PYTHONPATH}}")
     return "\n".join(lines)
 
