@@ -278,6 +278,7 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
 # finite (nan and inf are refused wherever they are written); an int not listed is 0..MAX_COUNT, so that no step,
 # token or sample count overflows the int64 that numpy and torch keep it in.
 MAX_COUNT = 10**12
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
 RANGES = {
     "train.max_steps": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
     "train.tokens_per_step": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
@@ -287,9 +288,10 @@ RANGES = {
     "train.seed": (lambda v: 0 <= v <= MAX_SEED, "from 0 to 2**63-1 (what numpy and torch both accept)"),
     "data.seed": (lambda v: 0 <= v <= MAX_SEED, "from 0 to 2**63-1 (what numpy and torch both accept)"),
     "data.seq_len": (lambda v: 1 <= v <= 2**24, f"from 1 to {2**24:,}"),
-    # A learning rate above 10 only diverges (AdamW moves every weight by about lr per step).
-    "optim.lr": (lambda v: 0 < v <= 10, "> 0 and at most 10"),
-    "optim.min_lr": (lambda v: 0 <= v <= 10, ">= 0 and at most 10"),
+    # The optimizer computes in float32: a rate beyond its largest value (1e40) is inf there. Large finite rates
+    # stay allowed: they diverge, and the run stops on the first non-finite loss (a tested fault).
+    "optim.lr": (lambda v: 0 < v <= FLOAT32_MAX, "> 0 and finite in float32 (at most 3.4e+38)"),
+    "optim.min_lr": (lambda v: 0 <= v <= FLOAT32_MAX, ">= 0 and finite in float32 (at most 3.4e+38)"),
     "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
     "optim.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "optim.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
