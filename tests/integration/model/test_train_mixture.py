@@ -39,7 +39,7 @@ def write_folder(folder: Path, tokens: np.ndarray, train_tokens: int, tokenizer:
         name = shard_name(split, index)
         write_shard(folder / name, part)
         entries.append(shard_entry(name, split, len(part), 0, file_sha256(folder / name)))
-    vocab_size = 50257 if tokenizer == "gpt2" else 100277
+    vocab_size = 50257 if tokenizer == "gpt2" else 50281  # p50k_base; a manifest holds uint16 ids
     write_manifest(folder, build_manifest(entries, tokenizer, vocab_size, vocab_size - 1))
     return folder
 
@@ -168,13 +168,13 @@ def test_changed_mix_at_resume_drops_a_weight_zero_source(sources, reference, tm
 
 def test_two_tokenizers_are_refused_before_any_process_group(sources, tmp_path):
     tokens = np.fromfile(next(sources["a"].glob("train_*.bin")), dtype=np.uint16)[-20_000:]
-    other = write_folder(tmp_path / "cl100k", tokens, 10_000, tokenizer="cl100k_base")
+    other = write_folder(tmp_path / "p50k", tokens, 10_000, tokenizer="p50k_base")
     data = f"{mixture(sources)},zh={other}:0.5"
     result = run_train(1, args(data, tmp_path / "refused"))
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: data.sources: zh") and "'cl100k_base'" in lines[0], \
+    assert len(lines) == 1 and lines[0].startswith("error: data.sources: zh") and "'p50k_base'" in lines[0], \
         result.stderr
     assert "parameters" not in result.stdout  # never got as far as building the model
     assert not (tmp_path / "refused" / "checkpoints").exists()
