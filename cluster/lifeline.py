@@ -63,7 +63,8 @@ def _stop(parent: int, launcher: str) -> None:
     os._exit(EXIT_LAUNCHER_GONE)
 
 
-_started = {"pid": None}  # the process whose thread runs (a fork copies the dict, not the thread)
+_started = {"pid": None, "parent": None, "launcher": None}  # the process whose thread runs (a fork copies the
+# dict, not the thread), and the launcher it watches
 
 
 def watch_launcher(environ: Mapping[str, str] | None = None) -> str | None:
@@ -72,9 +73,16 @@ def watch_launcher(environ: Mapping[str, str] | None = None) -> str | None:
     launcher = launcher_of(os.environ if environ is None else environ)
     if launcher is None or _started["pid"] == os.getpid():
         return launcher
-    _started["pid"] = os.getpid()
     parent = os.getppid()
+    _started.update(pid=os.getpid(), parent=parent, launcher=launcher)
     if parent == 1:  # already handed to init: the launcher died before this line
         _stop(parent, launcher)
     threading.Thread(target=_watch, args=(parent, launcher), name="gptstack-launcher-lifeline", daemon=True).start()
     return launcher
+
+
+def stop_if_launcher_gone() -> None:
+    """For a rank's error path: when the launcher is already gone, the error is most likely its sibling rank having
+    stopped first (a collective that lost its peer), so stop as the watcher would, with its line, not a traceback."""
+    if _started["pid"] == os.getpid() and os.getppid() != _started["parent"]:
+        _stop(_started["parent"], _started["launcher"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from cluster.env import DistEnv, resolve_dist_env
-from cluster.lifeline import watch_launcher
+from cluster.lifeline import stop_if_launcher_gone, watch_launcher
 from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import check_writable_dir
@@ -380,6 +380,9 @@ def main(argv=None) -> int:
         trainer.close()
     except GPTStackError as error:
         exit_with_error(error)
+    except Exception:
+        stop_if_launcher_gone()  # a peer that stopped because the launcher died: say that, not the collective's error
+        raise
     return EXIT_STOPPED_ON_REQUEST if step < config.train.max_steps else 0
 
 
