@@ -58,6 +58,11 @@ class DataSection:
     seq_len: int = 1024  # tokens per training sequence (<= model block_size)
     seed: int = 1337  # shuffling order of the training windows
     shuffle: bool = True
+    # stream: windows cut from the one token stream, wherever documents start (GPT-2, llm.c) | bos_aligned: every
+    # row starts at a document start, rows filled best-fit from a window of documents and cropped where nothing
+    # fits (nanochat); see model/data/
+    packing: str = "stream"
+    packing_window: int = 1000  # bos_aligned only: documents held to choose the best fit from
     verify_checksums: bool = True  # rank 0 checks every shard's sha256 against manifest.json before step 1
 
 
@@ -77,7 +82,10 @@ class TrainSection:
 
 @dataclass
 class OptimSection:
-    lr: float = 6e-4
+    # adamw: AdamW for every parameter | muon: Muon (momentum + Newton-Schulz orthogonalisation) for the hidden
+    # matrices, AdamW for embeddings, head, norms and biases (nanochat, modded-nanogpt); see model/optim.py
+    name: str = "adamw"
+    lr: float = 6e-4  # AdamW's rate (with muon: the rate of the parameters AdamW keeps)
     min_lr: float = 6e-5  # the schedule ends here
     weight_decay: float = 0.1  # matrices only; biases and LayerNorm gains are not decayed (GPT.param_groups)
     beta1: float = 0.9
@@ -86,6 +94,8 @@ class OptimSection:
     schedule: str = "cosine"  # cosine (warmup, then cosine to min_lr) | wsd (warmup-stable-decay) | constant
     warmup_steps: int = 715
     decay_fraction: float = 0.2  # wsd only: the last fraction of max_steps decays linearly to min_lr
+    muon_lr: float = 0.02  # muon only: the matrices' rate, on the same schedule as lr (modded-nanogpt: 0.05, nanochat: 0.02)
+    muon_momentum: float = 0.95  # muon only: Nesterov momentum of the matrices' updates
 
 
 @dataclass
@@ -142,6 +152,8 @@ CHOICES = {
     ("train", "precision"): ("bf16", "fp16", "fp32"),
     ("train", "zero_stage"): (0, 1, 2, 3),
     ("optim", "schedule"): ("cosine", "wsd", "constant"),
+    ("optim", "name"): ("adamw", "muon"),
+    ("data", "packing"): ("stream", "bos_aligned"),
 }
 
 
@@ -297,6 +309,9 @@ RANGES = {
     "optim.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "optim.eps": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "optim.decay_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "optim.muon_lr": (lambda v: 0 < v <= FLOAT32_MAX, "> 0 and finite in float32 (at most 3.4e+38)"),
+    "optim.muon_momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.packing_window": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
     "eval.val_batches": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
     "eval.hellaswag_examples": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,} (or null: all)"),
     "checkpoint.keep_last": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
