@@ -162,8 +162,11 @@ def gpt_from_hf(folder: str | Path) -> GPT:
 def hf_config(config: GPTConfig, eot: int | None = None) -> GPT2Config:
     if eot is None:
         eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size == GPT2_VOCAB_SIZE else None  # <|endoftext|>
-    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-                      n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
+    # n_ctx: the context length under GPT-2's original name, which OpenAI's config.json carries and llama.cpp's
+    # convert_hf_to_gguf.py reads (it stops with KeyError: 'n_ctx' without it); transformers keeps it as is
+    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_ctx=config.block_size,
+                      n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head,
+                      activation_function="gelu_new",
                       resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
                       bos_token_id=eot, eos_token_id=eot, tie_word_embeddings=True,
                       architectures=["GPT2LMHeadModel"])

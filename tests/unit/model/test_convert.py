@@ -43,6 +43,9 @@ def test_exported_checkpoint_loads_in_hugging_face_with_the_same_logits(tmp_path
     export_to_hf(ours, tmp_path / "hf")
     hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()  # tied again by HF
+    # llama.cpp's convert_hf_to_gguf.py reads the context length as n_ctx (OpenAI's name), not n_positions
+    saved = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert saved["n_ctx"] == saved["n_positions"] == hf.config.n_positions == 48
     idx = torch.randint(0, VOCAB, (3, 48))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, ours(idx)[0][..., :VOCAB], atol=1e-5, rtol=0)
