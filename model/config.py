@@ -30,8 +30,9 @@ import configs
 from gptstack.errors import GPTStackError
 from gptstack.files import atomic_write
 from gptstack.formats import MAX_SEED, short
+from model.build import describe_shape
 from model.data.mixture_batches import sources_value
-from model.gpt import GPTConfig, ModelConfigError, count_parameters
+from model.gpt import GPTConfig, ModelConfigError
 
 
 class ConfigError(GPTStackError):
@@ -39,8 +40,9 @@ class ConfigError(GPTStackError):
 
 
 # The model section: `name`, a size of model.gpt.NAMED_CONFIGS (gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, mini,
-# small), then any GPTConfig field to change (null = the named size's value). Its keys are read from GPTConfig, so a
-# field added to the model can be set here as soon as it exists. activation_checkpointing is the one exception: it
+# small; qwen3-tiny, -mini, -small, -125m, -350m, -1b), then any GPTConfig field to change (null = the named size's
+# value; `arch` picks the family, model/build.py). Its keys are read from GPTConfig, so a field added to the model
+# can be set here as soon as it exists. activation_checkpointing is the one exception: it
 # changes how a step is computed, not the model, and is set as train.activation_checkpointing.
 _GPT_FIELD_TYPES = typing.get_type_hints(GPTConfig)
 ModelSection = dataclasses.make_dataclass("ModelSection", [("name", str, field(default="gpt2"))] + [
@@ -382,17 +384,8 @@ def batch_summary(config: TrainConfig, world_size: int) -> str:
 def describe(config: TrainConfig, world_size: int) -> str:
     """The resolved config as YAML, then the model and batch it gives as comments (so the text is still a
     config file that can be saved and used)."""
-    gpt = config.gpt_config()
-    position_embedding = gpt.block_size * gpt.n_embd
-    shape = [
-        f"model {config.model.name}: {gpt.n_layer} layers, {gpt.n_head} heads of {gpt.n_embd // gpt.n_head} "
-        f"(width {gpt.n_embd}), context {gpt.block_size} tokens",
-        f"vocabulary: {gpt.vocab_size:,} tokens, padded to {gpt.padded_vocab_size:,} (a multiple of "
-        f"{gpt.vocab_multiple})",
-        f"parameters: {count_parameters(gpt):,} (+ {position_embedding:,} in the position embedding = "
-        f"{count_parameters(gpt, non_embedding=False):,})",
-        f"batch: {batch_summary(config, world_size)}",
-    ]
+    first, *rest = describe_shape(config.gpt_config())  # the family's own words (model/build.py)
+    shape = [f"model {config.model.name}: {first}", *rest, f"batch: {batch_summary(config, world_size)}"]
     return config.to_yaml() + "".join(f"# {line}\n" for line in shape)
 
 

@@ -16,7 +16,8 @@ import torch
 
 from cluster.env import ClusterEnvError, DistEnv
 from model.config import TrainConfig, batch_layout
-from model.gpt import GPT, count_parameters
+from model.build import count_parameters
+from model.gpt import GPT
 
 
 def init_distributed(dist_env: DistEnv) -> None:

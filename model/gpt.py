@@ -8,97 +8,14 @@ weights (model/convert.py) is a transpose per matrix and nothing else. Training 
 generation (model/generate.py) passes a `KVCache` so that each new token costs one position, not the whole text.
 """
 import math
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-
-class ModelConfigError(ValueError):
-    """A model configuration that cannot be built (unknown name, heads that do not divide the width...)."""
-
-
-# Upper bounds far beyond any model this project trains: an absurd size (n_layer=10**9 in a config file) is refused
-# at once instead of being built layer by layer until memory runs out.
-MAX_SIZES = {"block_size": 2**24, "vocab_size": 2**24, "n_layer": 10_000, "n_head": 2**16, "n_embd": 2**20,
-             "vocab_multiple": 2**16}
-
-
-def _shown(value) -> str:
-    """repr(value) cut short, for messages: a 4,000-digit number in a config file stays a one-line error."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int past Python's 4,300-digit limit cannot even be printed
-        return "<an integer too long to print>"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-@dataclass
-class GPTConfig:
-    block_size: int = 1024  # longest context, in tokens (number of position embeddings)
-    vocab_size: int = 50257  # real tokens of the tokenizer (GPT-2 BPE: 50,000 merges + 256 bytes + <|endoftext|>)
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0  # pretraining on lots of data does not overfit; set > 0 for small-data finetuning
-    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has (needed for Hugging Face interop)
-    # The embedding/output matrices get extra rows so their size is a multiple of 64: matrix multiplies on GPUs
-    # run faster on such shapes (nanoGPT: 50257 -> 50304). The extra rows never get a probability (see GPT.forward).
-    vocab_multiple: int = 64
-    # Recompute each Block's activations in the backward pass instead of storing them: less memory, ~30% more
-    # compute. A training-time switch only; it changes no result.
-    activation_checkpointing: bool = False
-
-    def __post_init__(self):
-        # Types first: values come from files (config.json, Hugging Face's config.json), where "2" or 2.5 or
-        # true would otherwise fail deep inside the model, or "no" would silently mean True.
-        for name, most in MAX_SIZES.items():
-            value = getattr(self, name)
-            if type(value) is not int or not 1 <= value <= most:
-                raise ModelConfigError(f"model config: {name}={_shown(value)} must be an integer from 1 to {most:,}")
-        for name in ("bias", "activation_checkpointing"):
-            if type(getattr(self, name)) is not bool:
-                raise ModelConfigError(f"model config: {name}={_shown(getattr(self, name))} must be true or false")
-        if type(self.dropout) not in (int, float) or not 0.0 <= self.dropout < 1.0:
-            raise ModelConfigError(f"model config: dropout={_shown(self.dropout)} must be in [0, 1)")
-        if self.n_embd % self.n_head != 0:
-            raise ModelConfigError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-
-    @property
-    def padded_vocab_size(self) -> int:
-        return math.ceil(self.vocab_size / self.vocab_multiple) * self.vocab_multiple
-
-    @classmethod
-    def from_name(cls, name: str, **overrides) -> "GPTConfig":
-        """A named size ("gpt2", "gpt2-medium", ..., or a small CPU size "tiny"/"mini"/"small"), fields overridable."""
-        if name not in NAMED_CONFIGS:
-            raise ModelConfigError(f"unknown model name {name!r}; known: {', '.join(NAMED_CONFIGS)}")
-        return cls(**{**NAMED_CONFIGS[name], **overrides})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
-        """Build from a dict (config.json, a YAML section); unknown keys are an error, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ModelConfigError(f"model config: unknown field(s) {', '.join(unknown)}; "
-                                   f"known: {', '.join(sorted(known))}")
-        return cls(**values)
-
-
-NAMED_CONFIGS = {
-    # The four OpenAI GPT-2 sizes (parameter counts as usually quoted, with the 50257-token embedding).
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
-    # Small sizes that train on a laptop CPU (tests, the quick start demo). Same tokenizer, shorter context.
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=128),  # 3.3M, of which 3.2M are the embedding
-    "mini": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),  # 7.3M
-    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # 30M
-}
+# The config lives in its own module (both families read it); imported here too, where it always was.
+from model.model_config import MAX_SIZES, NAMED_CONFIGS, GPTConfig, ModelConfigError  # noqa: F401
 
 
 class KVCache:
@@ -189,6 +106,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    # Where the weights' names put the layers and the token embedding (model/checkpoint/weights.py reads these)
+    LAYER_PREFIX = "transformer.h."
+    TOKEN_EMBEDDING = "transformer.wte.weight"
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config

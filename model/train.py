@@ -33,11 +33,11 @@ from gptstack.folder_lock import FolderLock, describe_takeover
 from gptstack.output_folder import claim_output_folder
 from model import checkpoint as ckpt
 from model.bits_per_byte import token_byte_lengths, validation_loss_and_bpb
+from model.build import build_model, count_parameters
 from model.config import ConfigError, TrainConfig, batch_layout, batch_summary, describe, load_config, save_config
 from model.data.mixture_batches import data_flag_values
 from model.data.training_data import TrainingData
 from model.engine import build_engine, device, init_distributed, seed_everything
-from model.gpt import GPT, count_parameters
 from model.metrics import MetricsLogger, accelerator_name, mfu
 from model.optim import build_lr_scheduler, build_optimizer, learning_rate
 from model.run_tokenizer import check_resume_tokenizer, data_tokenizer, sized_model_config
@@ -172,7 +172,7 @@ class Trainer:
         init_distributed(env)
         self.device = device()
         seed_everything(c.train.seed)  # identical initial weights on every rank
-        model = GPT(self.gpt_config)
+        model = build_model(self.gpt_config)  # the family of model.arch (model/build.py)
         self.num_parameters = model.num_parameters()  # before ZeRO-3 partitions the tensors away
         self.flops_per_token = model.flops_per_token(c.data.seq_len)
         self.universal = self.resume_state is not None and ckpt.needs_universal(

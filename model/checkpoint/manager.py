@@ -34,13 +34,13 @@ import torch
 from gptstack.cli_args import ArgumentParser
 from gptstack.files import atomic_write, fsync_dir
 from model.checkpoint.layout import (CHECKPOINTS_DIR, DEEPSPEED_TAG, FILES_LIST, MODEL_DIR, RESUME_FIELDS, RNG_DIR,
-                                     SHAPE_FIELDS, STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed,
+                                     STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed,
                                      is_complete, latest, list_files, newest_verified, read_trainer_state,
                                      step_dir_name, step_number, verify)
 from model.checkpoint.rank_state import full_fp32_state_dict, rng_state, set_rng_state
 from model.checkpoint.safe_load import load_tensors, use_safe_checkpoint_engine, verify_files
 from model.checkpoint.weights import save_weights
-from model.gpt import GPTConfig
+from model.gpt import GPTConfig, ModelConfigError
 
 
 def resolve_resume(resume: str, run_dir: Path, say: Callable[[str], None] | None = print) -> Path | None:
@@ -78,9 +78,16 @@ def check_compatible(checkpoint: Path, gpt_config: GPTConfig, seq_len: int) -> d
     """Refuse, before any step, a checkpoint whose model shape differs from the configured one (its
     trainer_state.json validated, every field a resume reads present)."""
     state = read_trainer_state(checkpoint, RESUME_FIELDS)
-    saved = state.get("model", {})
-    wanted = asdict(gpt_config)
-    different = [f"{k}={saved.get(k)!r} (config: {wanted[k]!r})" for k in SHAPE_FIELDS if saved.get(k) != wanted[k]]
+    saved_values = state.get("model", {})
+    try:  # a checkpoint from before the qwen3 family records no arch & co: the defaults, GPT-2's, are what it holds
+        saved = GPTConfig.from_dict({k: v for k, v in saved_values.items() if k in asdict(gpt_config)}).shape()
+    except (ModelConfigError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {checkpoint}: {STATE_FILE}: {e}") from None
+    wanted = gpt_config.shape()
+    if saved["arch"] != wanted["arch"]:
+        raise CheckpointError(f"checkpoint {checkpoint} holds a {saved['arch']} model but the config builds "
+                              f"{wanted['arch']} (model.arch): a run continues only in its own model family")
+    different = [f"{k}={saved[k]!r} (config: {wanted[k]!r})" for k in wanted if saved[k] != wanted[k]]
     if different:
         raise CheckpointError(f"checkpoint {checkpoint} is from another model size: {', '.join(different)}")
     loader = state.get("loader", {})

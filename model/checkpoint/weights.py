@@ -22,11 +22,12 @@ from gptstack.files import atomic_write
 from gptstack.formats import read_json_object, short
 from model.checkpoint.layout import (MODEL_DIR, WEIGHTS_FILE, CheckpointError, checkpoints_dir, holds_steps,
                                      holds_weights, latest)
+from model.build import build_model as new_model, model_class, token_embedding
 from model.gpt import GPT, GPTConfig, ModelConfigError
 
 CONFIG_FILE = "config.json"
-TIED_COPY = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, tied again on load
-BLOCK_PREFIX = re.compile(r"^transformer\.h\.(\d{1,9})\.")  # a tensor of block N (a longer N: not ours)
+TIED_COPY = "lm_head.weight"  # tied: the same tensor as the token embedding, stored once, tied again on load
+LAYER_NUMBER = re.compile(r"^(\d{1,9})\.")  # after the family's LAYER_PREFIX: layer N's tensor (a longer N: not ours)
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes: a bigger one is not ours
 
@@ -53,7 +54,7 @@ def save_weights(model: GPT, folder: str | Path, state_dict: dict[str, torch.Ten
     folder.mkdir(parents=True, exist_ok=True)
     state = model.state_dict() if state_dict is None else state_dict
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous()
-               for name, t in state.items() if name != TIED_COPY}
+               for name, t in state.items() if name != TIED_COPY or not model.config.tied}
     save_safetensors(tensors, folder / WEIGHTS_FILE)
     atomic_write(folder / CONFIG_FILE, json.dumps(asdict(model.config), indent=2) + "\n")
     return folder
@@ -117,18 +118,19 @@ def weights_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every tensor a weights file of `config` holds (lm_head.weight left out), without building the
+    """The shape of every tensor a weights file of `config` holds (a tied lm_head.weight left out), without building the
     model: one block is built on the meta device and repeated n_layer times, so call it only once n_layer is known
     to be what the file holds (check_fits does)."""
     with torch.device("meta"):
-        one_block = GPT(dataclasses.replace(config, n_layer=1))
+        one_block = new_model(dataclasses.replace(config, n_layer=1))
+    prefix = one_block.LAYER_PREFIX
     shapes = {}
     for name, tensor in one_block.state_dict().items():
-        if name == TIED_COPY:
+        if name == TIED_COPY and config.tied:
             continue
-        if name.startswith("transformer.h.0."):
-            rest = name[len("transformer.h.0."):]
-            shapes.update({f"transformer.h.{layer}.{rest}": tuple(tensor.shape) for layer in range(config.n_layer)})
+        if name.startswith(f"{prefix}0."):
+            rest = name[len(f"{prefix}0."):]
+            shapes.update({f"{prefix}{layer}.{rest}": tuple(tensor.shape) for layer in range(config.n_layer)})
         else:
             shapes[name] = tuple(tensor.shape)
     return shapes
@@ -145,12 +147,16 @@ def check_fits(config: GPTConfig, dtypes: Mapping[str, str], shapes: Mapping[str
                                   f"{', '.join(FLOAT_DTYPES)}")
     # The sizes the file itself shows first (layers, embedding rows and width, positions): after these agree,
     # every size of config.json is one the file holds, and the shapes below are computed from it safely.
-    layers = {int(match.group(1)) for match in map(BLOCK_PREFIX.match, shapes) if match}
+    family = model_class(config)
+    layers = {int(match.group(1)) for match in (LAYER_NUMBER.match(name.removeprefix(family.LAYER_PREFIX))
+                                                for name in shapes if name.startswith(family.LAYER_PREFIX)) if match}
     if config.n_layer != len(layers):
         raise CheckpointError(f"checkpoint {source} holds {len(layers)} layers but its {CONFIG_FILE} says "
                               f"n_layer={config.n_layer}")
-    for name, shape in (("transformer.wte.weight", (config.padded_vocab_size, config.n_embd)),
-                        ("transformer.wpe.weight", (config.block_size, config.n_embd))):
+    sizes = [(family.TOKEN_EMBEDDING, (config.padded_vocab_size, config.n_embd))]
+    if config.arch == "gpt2":
+        sizes.append(("transformer.wpe.weight", (config.block_size, config.n_embd)))
+    for name, shape in sizes:
         if name not in shapes:
             raise CheckpointError(f"checkpoint {source} does not match its {CONFIG_FILE}: missing {name}")
         if tuple(shapes[name]) != shape:
@@ -179,8 +185,9 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str | Path) -> None:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Build the GPT that `path` (see resolve_checkpoint) describes, with its weights, in eval mode on `device`.
-    config.json and the weights file's header are checked against each other before any tensor is read."""
+    """Build the model (either family) that `path` (see resolve_checkpoint) describes, with its weights, in eval
+    mode on `device`. config.json and the weights file's header are checked against each other before any tensor
+    is read."""
     folder = resolve_checkpoint(path)
     config = load_config(folder)
     weights_path = folder / WEIGHTS_FILE
@@ -195,15 +202,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
 
 
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str | Path) -> GPT:
-    """A GPT whose tensors are exactly `state` (our names, lm_head.weight left out, floating point, finite), in
-    fp32; `source` names the file in errors. No random initialisation runs, so even gpt2-xl is built in moments."""
+    """A model whose tensors are exactly `state` (our names, a tied lm_head.weight left out, floating point,
+    finite), in fp32; `source` names the file in errors. No random initialisation runs, so even gpt2-xl is built in
+    moments."""
     dtypes = {name: next((k for k, v in FLOAT_DTYPES.items() if v == t.dtype), str(t.dtype))
               for name, t in state.items()}
     check_fits(config, dtypes, {name: tuple(t.shape) for name, t in state.items()}, source)
     check_finite(state, source)
     state = {name: t.float() for name, t in state.items()}  # our files are fp32; fp16/bf16 imports compute in fp32
     with torch.device("meta"):  # no memory, no random init: every tensor comes from `state`
-        model = GPT(config)
+        model = new_model(config)
     model.load_state_dict(state, strict=False, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied Parameter: tie again
+    if config.tied:  # assign=True replaced the tied Parameter: tie again
+        model.lm_head.weight = token_embedding(model).weight
     return model
