@@ -205,6 +205,20 @@ def _check_mixture(mixture, where: str) -> None:
                 field(entry, "base", int, inner, CheckpointError, low=0, high=MAX_COUNT)
 
 
+def _check_packing(packing, where: str) -> None:
+    """data.packing=bos_aligned's record (model/data/packing.py): the window and each packer's cursor."""
+    if field(packing, "mode", str, where, CheckpointError, max_length=16) != "bos_aligned":
+        raise CheckpointError(f"{where}mode must be bos_aligned, not {short(packing['mode'])}")
+    field(packing, "window", int, where, CheckpointError, low=1, high=2**20)
+    field(packing, "block_documents", int, where, CheckpointError, low=1, high=MAX_COUNT)
+    cursors = field(packing, "sources", dict, where, CheckpointError, default=None, max_length=10_000)
+    for inner, cursor in ([(where, packing)] if cursors is None else
+                          [(f"{where}sources.{short(name, 40)}.", entry) for name, entry in cursors.items()]):
+        check_value(cursor, dict, inner.rstrip("."), CheckpointError)
+        for key in ("documents", "block", "first_row"):
+            field(cursor, key, int, inner, CheckpointError, low=0, high=MAX_COUNT)
+
+
 def _check_trainer_state(state: dict, where: str, required: tuple[str, ...]) -> None:
     """Every field the trainer, the model card and the tokenizer lookup read; `required` must be present."""
     missing = [key for key in required if key not in state]
@@ -230,6 +244,8 @@ def _check_trainer_state(state: dict, where: str, required: tuple[str, ...]) -> 
         field(loader, "split", str, inner, CheckpointError, default=None, max_length=16)
         if "mixture" in loader:
             _check_mixture(check_value(loader["mixture"], dict, f"{inner}mixture", CheckpointError), f"{inner}mixture.")
+        if "packing" in loader:
+            _check_packing(check_value(loader["packing"], dict, f"{inner}packing", CheckpointError), f"{inner}packing.")
     model = state.get("model")
     if model is not None:
         for key in SHAPE_FIELDS:

@@ -75,6 +75,9 @@ class TokenBatches:
                 "seq_len": self.seq_len, "windows_per_epoch": self.windows_per_epoch, "split": self.split}
 
     def load_state_dict(self, state: dict) -> None:
+        if "packing" in state:  # rows of model/data/packing.py: this counter would index other windows
+            raise ShardError(f"{self.data_dir}: the checkpoint was trained with data.packing="
+                             f"{state['packing'].get('mode')}; resume with that packing")
         for key in ("seed", "shuffle", "seq_len", "windows_per_epoch", "split"):
             if key in state and state[key] != getattr(self, key):
                 raise ShardError(

@@ -6,6 +6,8 @@ exactly as model/data/batches.py cuts one folder (`TokenBatches(..., shuffle=Fal
 folder); model/data/mixture.py decides which source and which window every item of the global stream is. As with one folder,
 the state is the global sample counter `samples_consumed` (plus the mixture's phase, see model/data/mixture.py), so
 rank r of a step takes items [c + r*B, c + (r+1)*B) and a resume on any number of ranks continues the stream.
+With `data.packing: bos_aligned` each source packs its own documents (model/data/packing.py): item p of a source's
+own stream is row p of its packed rows instead of a window; the choice of source per item is the same.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import yaml
 
 from gptstack.errors import ShardError
 from model.data.batches import TokenBatches
-from model.data.mixture import MixtureError, MixtureSampler, MixtureSource
+from model.data.mixture import MixtureError, MixtureSampler, MixtureSource, source_key
+from model.data.packing import DocumentPacker, check_packing, packing_state, split_documents
 from pipeline.shards import ShardFolder
 from pipeline.tokenizer import same_tokenizer, tokenizer_label
 
@@ -133,8 +136,10 @@ class MixtureBatches:
     """(x, y) int64 batches of shape (batch_size, seq_len) for one rank, drawn from several shard folders."""
 
     def __init__(self, specs: list[SourceSpec], split="train", batch_size=8, seq_len=1024, rank=0, world_size=1,
-                 seed=1337, shuffle=True, folders: list[ShardFolder] | None = None):
-        """`folders`: the sources' shard folders when the caller has opened them already (else opened here)."""
+                 seed=1337, shuffle=True, folders: list[ShardFolder] | None = None, packing: str = "stream",
+                 window: int = 1000):
+        """`folders`: the sources' shard folders when the caller has opened them already (else opened here);
+        `packing`, `window`: data.packing and data.packing_window."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.specs = list(specs)
@@ -144,6 +149,13 @@ class MixtureBatches:
         # epoch 0 is window w in shard order.
         folders = folders or [ShardFolder(spec.dir) for spec in specs]
         self.folders = [TokenBatches(folder, split, batch_size, seq_len, shuffle=False) for folder in folders]
+        # bos_aligned: the sampler still counts each source in windows (its epochs and saved state), the rows
+        # come from the source's packer; a source's key seeds its document order as it seeds its windows'.
+        self.packing, self.window_size = packing, window
+        self.packers = None if packing == "stream" else [
+            DocumentPacker(split_documents(folder, split), seq_len, window, seed, shuffle, key=source_key(spec.name))
+            for spec, folder in zip(specs, folders)]
+        self.parked_packers: dict[str, dict] = {}  # cursors of sources an earlier phase had and this one has not
         self.sampler = MixtureSampler([MixtureSource(spec.name, folder.windows_per_epoch, spec.weight)
                                        for spec, folder in zip(specs, self.folders)], seed, shuffle)
         self.samples_consumed = 0
@@ -155,13 +167,20 @@ class MixtureBatches:
 
     def window(self, stream_index: int) -> np.ndarray:
         """The seq_len + 1 tokens of global stream item `stream_index`."""
-        sources, windows = self.sampler.locate(stream_index, 1)
-        return self.folders[int(sources[0])].window(int(windows[0]))
+        return self._rows(stream_index, 1)[1][0]
+
+    def _rows(self, first: int, count: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Source of each of stream items [first, first+count), and its seq_len + 1 tokens."""
+        if self.packers is not None:
+            sources, positions = self.sampler.items(first, count)
+            return sources, [self.packers[s].row(p) for s, p in zip(sources.tolist(), positions.tolist())]
+        sources, windows = self.sampler.locate(first, count)
+        return sources, [self.folders[s].window(w) for s, w in zip(sources.tolist(), windows.tolist())]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         first = self.samples_consumed + self.rank * self.batch_size
-        sources, windows = self.sampler.locate(first, self.batch_size)
-        rows = np.stack([self.folders[s].window(w) for s, w in zip(sources.tolist(), windows.tolist())])
+        sources, rows = self._rows(first, self.batch_size)
+        rows = np.stack(rows)
         self.last_sources = sources
         self.samples_consumed += self.world_size * self.batch_size
         batch = torch.from_numpy(rows.astype(np.int64))
@@ -173,14 +192,23 @@ class MixtureBatches:
     def progress(self) -> dict[str, dict]:
         """Per source at the current counter: windows and tokens trained on, epochs reached (fractional)."""
         consumed = self.sampler.consumed(self.samples_consumed)
-        return {name: {"windows": int(n), "tokens": int(n) * self.seq_len,
-                       "epochs": int(n) / int(self.sampler.windows[i])}
-                for i, (name, n) in enumerate(zip(self.names, consumed))}
+        figures = {}
+        for i, (name, n) in enumerate(zip(self.names, consumed.tolist())):
+            # bos_aligned: n counts rows, and the epochs are those of the source's documents
+            epochs = self.packers[i].epochs(n) if self.packers else n / int(self.sampler.windows[i])
+            figures[name] = {"windows": n, "tokens": n * self.seq_len, "epochs": epochs}
+        return figures
 
     def state_dict(self) -> dict:
-        return {"samples_consumed": self.samples_consumed, "seed": self.seed, "shuffle": self.shuffle,
-                "seq_len": self.seq_len, "split": self.split,
-                "mixture": self.sampler.state_dict(self.samples_consumed)}
+        state = {"samples_consumed": self.samples_consumed, "seed": self.seed, "shuffle": self.shuffle,
+                 "seq_len": self.seq_len, "split": self.split,
+                 "mixture": self.sampler.state_dict(self.samples_consumed)}
+        if self.packers is not None:
+            consumed = self.sampler.consumed(self.samples_consumed).tolist()
+            cursors = {**self.parked_packers, **{name: packer.state_dict(position) for name, packer, position
+                                                 in zip(self.names, self.packers, consumed)}}
+            state["packing"] = packing_state(self.window_size, sources=cursors)
+        return state
 
     def load_state_dict(self, state: dict) -> bool:
         """Continue a saved mixture; True when the weights or sources changed (a new phase starts here)."""
@@ -192,6 +220,13 @@ class MixtureBatches:
             if key in state and state[key] != getattr(self, key):
                 raise ShardError(f"{where}: loader state has {key}={state[key]!r} but this loader has "
                                  f"{getattr(self, key)!r}; resuming would not continue the same token stream")
+        packing = check_packing(state, self.packing, self.window_size, where)
+        if packing is not None:  # each source's cursor; a source new to the mixture starts at its row 0
+            cursors = packing.get("sources", {})
+            for name, packer in zip(self.names, self.packers):
+                if name in cursors:
+                    packer.load_state_dict(cursors[name], f"{where}: source {name}")
+            self.parked_packers = {name: cursor for name, cursor in cursors.items() if name not in self.names}
         counter = int(state["samples_consumed"])
         try:
             changed = self.sampler.load_state_dict(state["mixture"], counter)

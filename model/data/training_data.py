@@ -20,6 +20,7 @@ from typing import Callable
 from gptstack.errors import ShardError
 from model.data.batches import TokenBatches
 from model.data.mixture_batches import MixtureBatches, check_one_tokenizer, source_specs
+from model.data.packing import PackedBatches
 from pipeline.shards import ShardFolder
 
 
@@ -35,14 +36,19 @@ class TrainingData:
             self.folders = {spec.name: ShardFolder(spec.dir) for spec in self.specs}
             check_one_tokenizer(self.specs, list(self.folders.values()))  # before any batch is cut
             self.train = MixtureBatches(self.specs, "train", micro_batch, d.seq_len, rank, world_size,
-                                        seed=d.seed, shuffle=d.shuffle, folders=list(self.folders.values()))
+                                        seed=d.seed, shuffle=d.shuffle, folders=list(self.folders.values()),
+                                        packing=d.packing, window=d.packing_window)
         else:
             self.folders = {None: ShardFolder(d.dir)}
-            self.train = TokenBatches(self.folders[None], "train", micro_batch, d.seq_len, rank, world_size,
-                                      seed=d.seed, shuffle=d.shuffle)
+            # bos_aligned: rows packed from whole documents (model/data/packing.py), same interface
+            batches = PackedBatches if d.packing == "bos_aligned" else TokenBatches
+            self.train = batches(self.folders[None], "train", micro_batch, d.seq_len, rank, world_size,
+                                 seed=d.seed, shuffle=d.shuffle, **({"window": d.packing_window}
+                                                                    if d.packing == "bos_aligned" else {}))
+        self.packing = d.packing
         self.first = next(iter(self.folders.values()))  # whose tokenizer the run uses (a mixture's all agree)
         self.manifest = self.first.manifest
-        self.val = {}
+        self.val = {}  # validation reads the stream's windows whatever the packing: val_loss compares across both
         if with_validation:
             self.val = {name: TokenBatches(folder, "val", micro_batch, d.seq_len, rank, world_size, seed=d.seed,
                                            shuffle=False) for name, folder in self.folders.items()}
@@ -83,15 +89,31 @@ class TrainingData:
         return dict(self.train.sampler.fractions) if self.is_mixture else {}
 
     def plan(self, total_tokens: int) -> str | None:
-        """Per source: its share of the run's tokens and how many epochs of its training split that is."""
-        if not self.is_mixture:
-            return None
-        parts = []
-        for name, weight in self.weights().items():
-            windows = int(self.train.sampler.windows[self.train.names.index(name)])
-            epochs = weight * total_tokens / (windows * self.train.seq_len)
-            parts.append(f"{name} {weight:.1%} = {weight * total_tokens:,.0f} tokens = {epochs:.2f} epochs")
-        return "mixture over the run: " + "; ".join(parts)
+        """Per source: its share of the run's tokens and how many epochs of its training split that is; with
+        bos_aligned packing, a line with the fill and cropped share measured on the first rows."""
+        packers = {}
+        if self.packing == "bos_aligned":
+            packers = dict(zip(self.train.names, self.train.packers)) if self.is_mixture else {None: self.train.packer}
+        measured = {name: packer.measure() for name, packer in packers.items()}
+        lines = []
+        if self.is_mixture:
+            parts = []
+            for name, weight in self.weights().items():
+                windows = int(self.train.sampler.windows[self.train.names.index(name)])
+                epochs = weight * total_tokens / (windows * self.train.seq_len)
+                if name in measured:  # documents read per row: seq_len + 1 tokens and what cropping dropped
+                    read = weight * total_tokens * (1 + 1 / self.train.seq_len) / (1 - measured[name]["cropped"])
+                    epochs = read / packers[name].documents.tokens
+                parts.append(f"{name} {weight:.1%} = {weight * total_tokens:,.0f} tokens = {epochs:.2f} epochs")
+            lines.append("mixture over the run: " + "; ".join(parts))
+        if measured:
+            first = next(iter(packers.values()))
+            figures = "; ".join(f"{'' if name is None else name + ' '}first {m['rows']:,} rows: fill "
+                                f"{m['fill']:.1%}, cropped {m['cropped']:.1%}" for name, m in measured.items())
+            lines.append(f"packing bos_aligned: rows start at a document start (end-of-text id "
+                         f"{first.documents.eot} as BOS), best fit among {first.window:,} documents; {figures} "
+                         f"(cropped: share of the documents' tokens read but not trained on)")
+        return "\n".join(lines) or None
 
     def progress(self) -> dict:
         """`tokens.NAME` (tokens trained on so far) and `epochs.NAME` per source; empty for one folder."""

@@ -166,7 +166,8 @@ def use_trainer_state(run: Path, shards: Path, model) -> None:
     check_resume_tokenizer(step, get_tokenizer(str(shards / "tokenizer")))
     state = check_compatible(step, model.config, 16)
     needs_universal(state, 2, 1, "bf16")
-    data = TrainingData(SimpleNamespace(sources=None, dir=str(shards), seq_len=16, seed=1337, shuffle=True),
+    data = TrainingData(SimpleNamespace(sources=None, dir=str(shards), seq_len=16, seed=1337, shuffle=True,
+                                        packing="stream", packing_window=1000),
                         micro_batch=2, rank=0, world_size=1, with_validation=False)
     data.resume(state["loader"])
     data.train.next_batch()
