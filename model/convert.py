@@ -1,4 +1,5 @@
-"""Convert weights between our checkpoints and Hugging Face transformers' GPT-2 (`GPT2LMHeadModel`).
+"""Convert weights between our checkpoints and Hugging Face transformers' GPT-2 (`GPT2LMHeadModel`), and for the
+qwen3 family `Qwen3ForCausalLM` (a folder whose config.json says model_type qwen3; model/hf_qwen3.py).
 
     python -m model.convert --from-hf HF_DIR --out CHECKPOINT        # e.g. a save_pretrained folder of gpt2
     python -m model.convert --checkpoint CHECKPOINT --to-hf HF_DIR   # then GPT2LMHeadModel.from_pretrained(HF_DIR)
@@ -35,6 +36,7 @@ from model.checkpoint.layout import STATE_FILE, WEIGHTS_FILE, CheckpointError, s
 from model.checkpoint.weights import (CONFIG_FILE, FLOAT_DTYPES, build_model, load_model, resolve_checkpoint,
                                       save_safetensors, save_weights, weights_header)
 from model.gpt import GPT, MAX_SIZES, GPTConfig, ModelConfigError
+from model.hf_qwen3 import qwen3_from_hf, read_qwen3_config, write_qwen3_hf
 from model.model_card import write_export_extras
 from model.run_tokenizer import weights_tokenizer
 from pipeline.tokenizer import Tokenizer, get_tokenizer
@@ -139,6 +141,9 @@ def gpt_from_hf(folder: str | Path) -> GPT:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} is not a Hugging Face model folder: no config.json")
+    hf = read_json_object(config_path, CheckpointError, "Hugging Face config", max_bytes=2**20)
+    if hf.get("model_type") == "qwen3":  # Qwen3ForCausalLM: our qwen3 family (model/hf_qwen3.py)
+        return qwen3_from_hf(read_qwen3_config(hf, config_path), _read_hf_tensors(folder), folder)
     config = _read_hf_config(config_path)
 
     ours = {}
@@ -179,6 +184,22 @@ def export_to_hf(model: GPT, folder: str | Path, tokenizer: Tokenizer | None = N
     tokenizer = tokenizer or get_tokenizer("gpt2")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    eot = tokenizer.eot_token if tokenizer.folder else None
+    if config.arch == "qwen3":  # Qwen3ForCausalLM (model/hf_qwen3.py)
+        write_qwen3_hf(model, folder, eot if eot is not None or config.vocab_size != GPT2_VOCAB_SIZE
+                       else GPT2_VOCAB_SIZE - 1)
+    else:
+        _write_gpt2_weights(model, folder, eot)
+    if tokenizer.write_hf_files(folder, config.block_size):  # a trained tokenizer's tokenizer.json
+        pass
+    elif config.vocab_size == GPT2_VOCAB_SIZE:
+        _write_gpt2_tokenizer(folder, config.block_size)
+    return folder
+
+
+def _write_gpt2_weights(model: GPT, folder: Path, eot: int | None) -> None:
+    """model.safetensors and config.json of a GPT2LMHeadModel."""
+    config = model.config
     tensors = {}
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight":
@@ -195,13 +216,7 @@ def export_to_hf(model: GPT, folder: str | Path, tokenizer: Tokenizer | None = N
                 width = module.weight.shape[0]
                 tensors[f"{name}.bias"] = torch.zeros(width)
     save_safetensors(tensors, folder / "model.safetensors")
-    eot = tokenizer.eot_token if tokenizer.folder else None
     hf_config(config, eot).save_pretrained(folder)
-    if tokenizer.write_hf_files(folder, config.block_size):  # a trained tokenizer's tokenizer.json
-        pass
-    elif config.vocab_size == GPT2_VOCAB_SIZE:
-        _write_gpt2_tokenizer(folder, config.block_size)
-    return folder
 
 
 def _write_gpt2_tokenizer(folder: Path, block_size: int) -> None:
@@ -239,13 +254,14 @@ def written_by_older_import(folder: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(
         prog="python -m model.convert",
-        description="Convert GPT-2 weights between Hugging Face transformers and this project's checkpoints. "
+        description="Convert GPT-2 / Qwen3 weights between Hugging Face transformers and this project's checkpoints. "
                     "--checkpoint names our side and --to-hf/--from-hf the Hugging Face side: --checkpoint with "
                     "--to-hf exports, --from-hf with --checkpoint (or --out) imports.",
         epilog="examples:\n  python -m model.convert --checkpoint runs/tiny --to-hf hf/tiny\n"
                "  python -m model.convert --from-hf gpt2-folder --checkpoint weights/gpt2")
     parser.add_argument("--from-hf", metavar="DIR", type=Path,
-                        help="a GPT2LMHeadModel.save_pretrained folder (config.json + model.safetensors) to import")
+                        help="a GPT2LMHeadModel or Qwen3ForCausalLM save_pretrained folder (config.json + "
+                             "model.safetensors) to import")
     parser.add_argument("--out", metavar="CHECKPOINT", type=Path,
                         help="with --from-hf: the folder to write the imported weights to (model.safetensors + "
                              "config.json), usable as --checkpoint of model.sample; --checkpoint says the same")
@@ -281,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
             output.record(EXPORT_WRITES)
             export_to_hf(model, args.to_hf, tokenizer)
             write_export_extras(args.to_hf, model, weights_folder, tokenizer.label)  # generation_config.json, README.md
-            print(f"exported {args.checkpoint} -> {args.to_hf} (GPT2LMHeadModel.from_pretrained loads it)")
+            hf_class = "Qwen3ForCausalLM" if model.config.arch == "qwen3" else "GPT2LMHeadModel"
+            print(f"exported {args.checkpoint} -> {args.to_hf} ({hf_class}.from_pretrained loads it)")
     except GPTStackError as e:
         exit_with_error(e)
     except OSError as e:  # a write that failed midway (a full disk, a read-only mount): the input is untouched

@@ -155,8 +155,10 @@ def _section(facts: dict, key: str) -> dict:
 
 def model_card(model: GPT, tokenizer: str, eot: int | None, facts: dict, name: str) -> str:
     c = model.config
-    # As GPT2LMHeadModel counts them: the embedding without our padding rows (tied, so counted once).
-    total = model.num_parameters(non_embedding=False) - (c.padded_vocab_size - c.vocab_size) * c.n_embd
+    # As GPT2LMHeadModel / Qwen3ForCausalLM count them: the embedding (and an untied head) without our padding rows.
+    padding = (c.padded_vocab_size - c.vocab_size) * c.n_embd * (1 if c.tied else 2)
+    total = model.num_parameters(non_embedding=False) - padding
+    family, architecture = architecture_row(c)
     manifest = _section(facts, "manifest")
     totals = _section(manifest, "totals")
     evaluation = _section(facts, "evaluation")
@@ -177,19 +179,19 @@ def model_card(model: GPT, tokenizer: str, eot: int | None, facts: dict, name: s
 # license: fill in the license you release these weights under (and check the terms of the training data)
 library_name: transformers
 pipeline_tag: text-generation
-tags: [gpt2, gptstack]
+tags: [{family}, gptstack]
 ---
 
 # {md(name)}
 
-A GPT-2-architecture language model pretrained from scratch with gptstack (datatrove shards, DeepSpeed ZeRO).
+A {"GPT-2" if family == "gpt2" else "Qwen3"}-architecture language model pretrained from scratch with gptstack (datatrove shards, DeepSpeed ZeRO).
 
 ## Model
 
 | | |
 |---|---|
-| architecture | GPT-2 (`GPT2LMHeadModel`): {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, GELU (tanh), pre-LayerNorm, tied input/output embedding |
-| parameters | {total:,} (token and position embeddings included) |
+| architecture | {architecture} |
+| parameters | {total:,} ({"token and position embeddings" if family == "gpt2" else "embedding and head"} included) |
 | context length | {c.block_size} tokens |
 | vocabulary | {c.vocab_size:,} tokens |
 
@@ -233,6 +235,17 @@ print(tokenizer.decode(output[0], skip_special_tokens=True))
 
 Not set. Add a `license:` line to the header of this file before publishing.
 """
+
+
+def architecture_row(c) -> tuple[str, str]:
+    """(the family's tag, the card's architecture row) of a model config."""
+    if c.arch == "qwen3":
+        head = "tied to" if c.tied else "untied from"
+        return "qwen3", (f"Qwen3 (`Qwen3ForCausalLM`): {c.n_layer} layers, {c.n_head} query / {c.kv_heads} key-value "
+                         f"heads of {c.head_size}, width {c.n_embd}, SwiGLU {c.mlp_size}, RMSNorm, rotary positions "
+                         f"(theta {c.rope_theta:g}), QK-norm, no biases, output head {head} the input embedding")
+    return "gpt2", (f"GPT-2 (`GPT2LMHeadModel`): {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, GELU (tanh), "
+                    f"pre-LayerNorm, tied input/output embedding")
 
 
 def write_export_extras(folder: Path, model: GPT, weights_folder: Path, tokenizer: str) -> None:
