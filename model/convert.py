@@ -3,6 +3,7 @@ qwen3 family `Qwen3ForCausalLM` (a folder whose config.json says model_type qwen
 
     python -m model.convert --from-hf HF_DIR --out CHECKPOINT        # e.g. a save_pretrained folder of gpt2
     python -m model.convert --checkpoint CHECKPOINT --to-hf HF_DIR   # then GPT2LMHeadModel.from_pretrained(HF_DIR)
+    python -m model.convert --checkpoint CHECKPOINT --to-gguf FILE   # one GGUF file for llama.cpp (model/gguf_export.py)
 
 Our parameter names are Hugging Face's, so the only differences are:
   * HF's GPT-2 keeps OpenAI's `Conv1D` layers, whose weight is stored (in, out); nn.Linear stores (out, in):
@@ -35,6 +36,7 @@ from gptstack.output_folder import claim_output_folder
 from model.checkpoint.layout import STATE_FILE, WEIGHTS_FILE, CheckpointError, step_number
 from model.checkpoint.weights import (CONFIG_FILE, FLOAT_DTYPES, build_model, load_model, resolve_checkpoint,
                                       save_safetensors, save_weights, weights_header)
+from model.gguf_export import run_to_gguf
 from model.gpt import GPT, MAX_SIZES, GPTConfig, ModelConfigError
 from model.hf_qwen3 import qwen3_from_hf, read_qwen3_config, write_qwen3_hf
 from model.model_card import write_export_extras
@@ -258,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
                     "--checkpoint names our side and --to-hf/--from-hf the Hugging Face side: --checkpoint with "
                     "--to-hf exports, --from-hf with --checkpoint (or --out) imports.",
         epilog="examples:\n  python -m model.convert --checkpoint runs/tiny --to-hf hf/tiny\n"
-               "  python -m model.convert --from-hf gpt2-folder --checkpoint weights/gpt2")
+               "  python -m model.convert --from-hf gpt2-folder --checkpoint weights/gpt2\n"
+               "  python -m model.convert --checkpoint runs/tiny --to-gguf tiny.gguf")
     parser.add_argument("--from-hf", metavar="DIR", type=Path,
                         help="a GPT2LMHeadModel or Qwen3ForCausalLM save_pretrained folder (config.json + "
                              "model.safetensors) to import")
@@ -268,11 +271,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", metavar="CHECKPOINT", type=Path,
                         help="checkpoint to export: a weights folder, a checkpoint folder holding model/, or a run "
                              "folder (its newest complete checkpoint)")
-    add_force_argument(parser, "--out or --to-hf")
+    add_force_argument(parser, "--out, --to-hf or --to-gguf")
     parser.add_argument("--to-hf", metavar="DIR", type=Path,
                         help="folder to write the Hugging Face model to (weights, config, and the tokenizer the "
                              "checkpoint holds)")
+    parser.add_argument("--to-gguf", metavar="FILE", type=Path,
+                        help="GGUF file to write for llama.cpp: the weights, the checkpoint's tokenizer (vocabulary, "
+                             "merges) and the llama.cpp pre-tokenizer that splits text as it does")
     args = parser.parse_args(argv)
+    if args.to_gguf:  # llama.cpp's one-file format (model/gguf_export.py)
+        if not args.checkpoint or args.from_hf or args.out or args.to_hf:
+            parser.error("use --checkpoint CHECKPOINT --to-gguf FILE (one export at a time)")
+        return run_to_gguf(args.checkpoint, args.to_gguf, args.force)
     out_flag = "--out"
     if args.from_hf and args.checkpoint and not args.out and not args.to_hf:  # one name for our side
         args.out, args.checkpoint, out_flag = args.checkpoint, None, "--checkpoint"
