@@ -221,16 +221,16 @@ class MixtureBatches:
                 raise ShardError(f"{where}: loader state has {key}={state[key]!r} but this loader has "
                                  f"{getattr(self, key)!r}; resuming would not continue the same token stream")
         packing = check_packing(state, self.packing, self.window_size, where)
-        if packing is not None:  # each source's cursor; a source new to the mixture starts at its row 0
-            cursors = packing.get("sources", {})
-            for name, packer in zip(self.names, self.packers):
-                if name in cursors:
-                    packer.load_state_dict(cursors[name], f"{where}: source {name}")
-            self.parked_packers = {name: cursor for name, cursor in cursors.items() if name not in self.names}
         counter = int(state["samples_consumed"])
         try:
             changed = self.sampler.load_state_dict(state["mixture"], counter)
         except MixtureError as e:
             raise ShardError(f"{where}: {e}") from None
+        if packing is not None:  # each source's cursor at its next row; a source new to the mix starts at row 0
+            cursors = packing.get("sources", {})
+            for name, packer, position in zip(self.names, self.packers, self.sampler.consumed(counter).tolist()):
+                if name in cursors:
+                    packer.load_state_dict(cursors[name], f"{where}: source {name}", position)
+            self.parked_packers = {name: cursor for name, cursor in cursors.items() if name not in self.names}
         self.samples_consumed = counter
         return changed

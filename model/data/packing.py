@@ -209,12 +209,22 @@ class DocumentPacker:
         self.locate(row)
         return {"documents": self.documents.count, "block": self.cursor[0], "first_row": self.cursor[1]}
 
-    def load_state_dict(self, state: dict, where: str) -> None:
+    def load_state_dict(self, state: dict, where: str, row: int) -> None:
+        """Continue at `row`, the next row to read, from the saved cursor: the block holding that row, or within an
+        epoch before it (a damaged cursor far from its counter would make the walk endless)."""
         if state.get("documents") != self.documents.count:
             raise ShardError(f"{where}: the checkpoint's rows were packed from {state.get('documents')} documents, "
                              f"these shards hold {self.documents.count}: the row stream would not continue")
-        self.cursor = (int(state["block"]), int(state["first_row"]))
         self._blocks.clear()
+        index, first = int(state["block"]), int(state["first_row"])
+        for _ in range(self.blocks_per_epoch + 2):
+            rows = self.block(index).rows
+            if first <= row < first + rows:
+                self.cursor = (index, first)
+                return
+            index, first = index + 1, first + rows
+        raise ShardError(f"{where}: the checkpoint's packing cursor (block {state['block']}, first row "
+                         f"{state['first_row']}) does not lead to its row {row}: trainer_state.json is damaged")
 
 
 def split_documents(folder, split: str) -> Documents:
@@ -291,5 +301,5 @@ class PackedBatches:
             if key in state and state[key] != getattr(self, key):
                 raise ShardError(f"{self.data_dir}: loader state has {key}={state[key]!r} but this loader has "
                                  f"{getattr(self, key)!r}; resuming would not continue the same row stream")
-        self.packer.load_state_dict(saved, str(self.data_dir))
+        self.packer.load_state_dict(saved, str(self.data_dir), int(state["samples_consumed"]))
         self.samples_consumed = int(state["samples_consumed"])

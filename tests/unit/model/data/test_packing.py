@@ -181,10 +181,15 @@ def test_resume_from_the_saved_state_continues_the_uninterrupted_rows(folder):
     for batches in resumed:
         batches.load_state_dict(state)
     assert head + collect(resumed, 17) == reference
-    # the cursor is a hint: from (0, 0) the rows are the same, only found by packing from the start
+    # the cursor is a hint: from an earlier block start the rows are the same, found by packing forward
     hinted = loader(folder)
     hinted.load_state_dict({**state, "packing": {**state["packing"], "block": 0, "first_row": 0}})
     assert collect([hinted], 1) == reference[len(head):len(head) + 4]
+    # a cursor that cannot lead to the counter (past it, or more than an epoch before it) is refused
+    for block, first_row in ((state["packing"]["block"] + 1, state["samples_consumed"] + 1), (0, -10**6)):
+        with pytest.raises(ShardError, match="packing cursor .* does not lead to its row 184"):
+            loader(folder).load_state_dict({**state, "packing": {**state["packing"], "block": block,
+                                                                 "first_row": first_row}})
 
 
 def test_states_that_cannot_continue_are_refused(folder, tmp_path):
