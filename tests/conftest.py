@@ -2,6 +2,10 @@
 
 tests/unit/ is the fast tier (in-process, seconds each: `bash scripts/test.sh --fast`); tests/integration/ runs real
 launchers, clusters and prepares. Each test is marked after its folder, `fast` or `slow`, so `-m fast` selects the same.
+
+scripts/test.sh runs the tests on worker processes (pytest-xdist, `--dist loadgroup`). Each test file is one group, so
+a file's module fixtures are built once, on one worker; the tests that start Slurm, munge or Ray daemons are one
+group together, since those daemons are one per machine (munge's pid file, the `slurm` fixture).
 """
 import os
 from pathlib import Path
@@ -17,10 +21,15 @@ TIERS = {"unit": "fast", "integration": "slow"}
 TESTS = Path(__file__).parent
 
 
+DAEMON_TESTS = TESTS / "integration" / "cluster"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in TIERS:
             item.add_marker(TIERS[item.path.relative_to(TESTS).parts[0]])
+        daemons = item.path.is_relative_to(DAEMON_TESTS) or "slurm" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("daemons" if daemons else str(item.path)))
 
 
 @pytest.fixture(scope="session")
