@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() else "cuda")
 
 from cluster.env import resolve_dist_env  # noqa: E402
+from model.build import build_model  # noqa: E402
 from model.config import load_config  # noqa: E402
 from model.data.batches import TokenBatches  # noqa: E402
-from model.gpt import GPT  # noqa: E402
 from model.optim import build_optimizer, learning_rate  # noqa: E402
 from model.train import Trainer  # noqa: E402
 from pipeline.shards import build_manifest, shard_entry, shard_name, write_manifest, write_shard  # noqa: E402
@@ -74,7 +74,7 @@ class BareLoop:
     def __init__(self, config, data: Path):
         torch.manual_seed(config.train.seed)
         self.config = config
-        self.model = GPT(config.gpt_config())
+        self.model = build_model(config.gpt_config())  # either family (model.arch)
         self.optimizer = build_optimizer(self.model, config.optim, fused=False)
         self.batches = TokenBatches(data, "train", config.train.micro_batch_size, config.data.seq_len,
                                     seed=config.data.seed)

@@ -210,7 +210,7 @@ def test_a_checkpoint_resumes_only_in_its_own_family(tmp_path):
         check_compatible(saved, GPTConfig(**{**old, "bias": False}, arch="qwen3", n_kv_head=1), 64)
 
 
-def test_bf16_forward_and_activation_checkpointing():
+def test_activation_checkpointing_and_half_precision_forward():
     model = qwen3()
     idx = torch.randint(0, VOCAB, (2, 48))
     _, loss = model(idx, idx)
@@ -224,3 +224,6 @@ def test_bf16_forward_and_activation_checkpointing():
     half = qwen3().to(torch.bfloat16)  # what DeepSpeed's bf16 engine computes with
     _, loss_bf16 = half(idx, idx)
     assert loss_bf16.dtype == torch.float32 and loss_bf16.item() == pytest.approx(loss.item(), abs=0.05)
+    fp16 = qwen3().to(torch.float16)  # fp16 runs on GPUs only in DeepSpeed; the model itself computes in it
+    _, loss_fp16 = fp16(idx, idx)
+    assert loss_fp16.item() == pytest.approx(loss.item(), abs=0.05)
