@@ -159,6 +159,7 @@ def model_card(model: GPT, tokenizer: str, eot: int | None, facts: dict, name: s
     padding = (c.padded_vocab_size - c.vocab_size) * c.n_embd * (1 if c.tied else 2)
     total = model.num_parameters(non_embedding=False) - padding
     family, architecture = architecture_row(c)
+    title = "GPT-2" if family == "gpt2" else "Qwen3"
     manifest = _section(facts, "manifest")
     totals = _section(manifest, "totals")
     evaluation = _section(facts, "evaluation")
@@ -184,7 +185,7 @@ tags: [{family}, gptstack]
 
 # {md(name)}
 
-A {"GPT-2" if family == "gpt2" else "Qwen3"}-architecture language model pretrained from scratch with gptstack (datatrove shards, DeepSpeed ZeRO).
+A {title}-architecture language model pretrained from scratch with gptstack (datatrove shards, DeepSpeed ZeRO).
 
 ## Model
 
