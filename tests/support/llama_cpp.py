@@ -12,10 +12,14 @@ import os
 import subprocess
 from pathlib import Path
 
+from dataclasses import replace
+
 import torch
 
+from model.build import build_model
 from model.checkpoint.weights import save_weights
 from model.generate import generate_stream
+from model.model_config import GPTConfig
 from pipeline.read.corpora import sample_corpus_path, sample_zh_corpus_path
 from pipeline.read.readers import untag_segmented_line
 from pipeline.tokenizer import Tokenizer, get_tokenizer
@@ -71,14 +75,18 @@ def memorised_text() -> list[str]:
 TRAINING = {"gpt2": (250, 3e-3), "qwen3": (150, 1e-2)}
 
 
-def train_tiny(model: torch.nn.Module, tokenizer: Tokenizer, seed: int = 0) -> torch.nn.Module:
-    """AdamW on memorised_text, 8 windows of block_size ids a step, on one thread (about 8 s on a busy 2-core
-    machine; more threads only wait for each other there)."""
-    steps, lr = TRAINING[model.config.arch]
-    torch.manual_seed(seed)
+def memorised_ids(tokenizer: Tokenizer) -> list[int]:
     ids = []
     for text in memorised_text():
         ids += tokenizer.encode(text) + [tokenizer.eot_token]
+    return ids
+
+
+def train_on(model: torch.nn.Module, ids: list[int], seed: int = 0) -> torch.nn.Module:
+    """AdamW on `ids`, 8 windows of block_size ids a step, on one thread (about 8 s on a busy 2-core machine; more
+    threads only wait for each other there)."""
+    steps, lr = TRAINING[model.config.arch]
+    torch.manual_seed(seed)
     data, block = torch.tensor(ids), model.config.block_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     threads = torch.get_num_threads()
@@ -96,6 +104,31 @@ def train_tiny(model: torch.nn.Module, tokenizer: Tokenizer, seed: int = 0) -> t
     finally:
         torch.set_num_threads(threads)
     return model.eval()
+
+
+def train_tiny(model: torch.nn.Module, tokenizer: Tokenizer) -> torch.nn.Module:
+    """The model after learning memorised_text in `tokenizer`'s ids."""
+    return train_on(model, memorised_ids(tokenizer))
+
+
+def gpt2_vocabulary_model(config: GPTConfig) -> torch.nn.Module:
+    """A GPT-2 with OpenAI's 50,257 ids that has learned memorised_text, cheaply: trained with a vocabulary of only
+    the ids the text uses (a 50,257-row head costs 20x more a step), then those embedding rows put at their ids of
+    the full vocabulary. Every other row is zeros: its logit is exactly 0 in any runtime, so it never wins by
+    rounding, and where it wins both runtimes pick the first such id."""
+    tokenizer = get_tokenizer("gpt2")
+    ids = memorised_ids(tokenizer)
+    used = sorted(set(ids))
+    small = train_on(build_model(replace(config, vocab_size=len(used))), [used.index(i) for i in ids])
+    full = build_model(replace(config, vocab_size=tokenizer.vocab_size)).eval()
+    state = small.state_dict()
+    embedding = torch.zeros_like(full.state_dict()[full.TOKEN_EMBEDDING])
+    embedding[used] = state[small.TOKEN_EMBEDDING][: len(used)]
+    state[full.TOKEN_EMBEDDING] = embedding
+    if "lm_head.weight" in state:
+        state["lm_head.weight"] = embedding  # tied
+    full.load_state_dict(state)
+    return full
 
 
 def save_with_tokenizer(model: torch.nn.Module, tokenizer: Tokenizer, folder: Path) -> Path:
