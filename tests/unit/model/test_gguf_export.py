@@ -77,7 +77,8 @@ def test_gpt2_file_holds_our_weights_vocabulary_and_pre_tokenizer(tmp_path, gpt2
     ours = {name: t.numpy() for name, t in model.state_dict().items()}
     expected = {"token_embd.weight": ours["transformer.wte.weight"][:300],
                 "position_embd.weight": ours["transformer.wpe.weight"],
-                "output_norm.weight": ours["transformer.ln_f.weight"], "output_norm.bias": ours["transformer.ln_f.bias"]}
+                "output_norm.weight": ours["transformer.ln_f.weight"],
+                "output_norm.bias": ours["transformer.ln_f.bias"]}
     parts = {"attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "attn.c_proj", "ffn_norm": "ln_2",
              "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
     for layer in range(2):
