@@ -85,7 +85,7 @@ class TrainSection:
 @dataclass
 class OptimSection:
     # adamw: AdamW for every parameter | muon: Muon (momentum + Newton-Schulz orthogonalisation) for the hidden
-    # matrices, AdamW for embeddings, head, norms and biases (nanochat, modded-nanogpt); see model/optim.py
+    # matrices, AdamW for embeddings, head, norms and biases (nanochat, modded-nanogpt); ZeRO 0 only; model/muon.py
     name: str = "adamw"
     lr: float = 6e-4  # AdamW's rate (with muon: the rate of the parameters AdamW keeps)
     min_lr: float = 6e-5  # the schedule ends here
@@ -346,6 +346,9 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"config: data.seq_len={d.seq_len} exceeds the model's block_size={gpt.block_size}")
     if o.min_lr > o.lr:
         raise ConfigError(f"config: optim.min_lr={o.min_lr} is larger than optim.lr={o.lr}")
+    if o.name == "muon" and t.zero_stage != 0:  # why: docs/training.md, "Muon"
+        raise ConfigError(f"config: optim.name=muon needs train.zero_stage=0, not {t.zero_stage}: ZeRO 1-3 flatten "
+                          f"the matrices into 1-D shards that Muon cannot orthogonalise")
     if t.tokens_per_step % d.seq_len:  # whole sequences; how ranks share them is batch_layout's, per world size
         raise ConfigError(f"config: train.tokens_per_step={t.tokens_per_step} is not a multiple of "
                           f"seq_len = {d.seq_len}")

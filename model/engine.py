@@ -112,7 +112,8 @@ def deepspeed_config(config: TrainConfig, world_size: int, load_universal: bool 
                  "initial_scale_power": t.fp16_initial_scale_power, "loss_scale_window": 1000,
                  "hysteresis": 2, "min_loss_scale": 1},
         # Our optimizer is torch's AdamW (identical math on CPU and GPU, and what a bare PyTorch loop uses);
-        # DeepSpeed's ZeRO wraps it like its own, it just asks for this flag.
+        # DeepSpeed's ZeRO wraps it like its own, it just asks for this flag. model/muon.py's MuonAdamW runs at
+        # ZeRO 0 only, where DeepSpeed hands it whole matrices (fp32, or bf16/fp16's per-parameter fp32 masters).
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,  # we log ourselves
         "wall_clock_breakdown": False,

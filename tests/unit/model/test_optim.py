@@ -1,11 +1,13 @@
-"""The optimizer and its learning-rate schedules (model/optim.py): AdamW over the model's parameter groups, cosine
-and warmup-stable-decay."""
+"""The optimizer and its learning-rate schedules (model/optim.py): AdamW over the model's parameter groups, or Muon for
+the layers' matrices and AdamW for the rest (both families), cosine and warmup-stable-decay."""
 import pytest
 import torch
 
-from model.config import TrainConfig, load_config
+from model.build import build_model
+from model.config import ConfigError, TrainConfig, load_config
 from model.gpt import GPT
-from model.optim import build_lr_scheduler, build_optimizer, learning_rate
+from model.muon import MuonAdamW
+from model.optim import build_lr_scheduler, build_optimizer, learning_rate, split_parameters
 from tests.support import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
@@ -42,3 +44,47 @@ def test_optimizer_is_adamw_over_the_model_param_groups_with_the_schedule():
         optimizer.step()
         scheduler.step()
     assert applied == pytest.approx([learning_rate(step, config) for step in range(12)], rel=1e-12)
+
+
+@pytest.mark.parametrize("overrides, adamw_matrices", [
+    ([], ["transformer.wte.weight", "transformer.wpe.weight"]),  # GPT-2: lm_head is wte (tied), one parameter
+    (["model.arch=qwen3", "model.n_kv_head=1"], ["model.embed_tokens.weight", "lm_head.weight"]),  # untied head
+    (["model.arch=qwen3", "model.n_kv_head=1", "model.tie_embeddings=true"], ["model.embed_tokens.weight"]),
+])
+def test_muon_takes_every_matrix_of_the_layers_and_adamw_the_embeddings_head_norms_and_biases(overrides,
+                                                                                               adamw_matrices):
+    config = load_config(CONFIGS / "tiny-cpu.yaml", ["optim.name=muon", *overrides])
+    model = build_model(config.gpt_config())
+    names = {id(p): name for name, p in model.named_parameters()}
+    groups = split_parameters(model, config.optim)
+    muon, adamw = groups[0], groups[1:]
+    # Chosen independently of split_parameters: every 2-D parameter under the family's layer prefix
+    layer_matrices = sorted(name for name, p in model.named_parameters()
+                            if name.startswith(type(model).LAYER_PREFIX) and p.dim() == 2)
+    assert len(layer_matrices) == 2 * (4 if config.gpt_config().arch == "gpt2" else 7)  # q,k,v,o,gate,up,down
+    assert (muon["use_muon"], muon["lr"], muon["weight_decay"]) == (True, 0.02, 0.0)
+    assert sorted(names[id(p)] for p in muon["params"]) == layer_matrices
+    assert [g["use_muon"] for g in adamw] == [False, False] and all(g["lr"] == 3e-3 for g in adamw)
+    assert [names[id(p)] for p in adamw[0]["params"]] == adamw_matrices and adamw[0]["weight_decay"] == 0.1
+    assert all(p.dim() == 1 for p in adamw[1]["params"]) and adamw[1]["weight_decay"] == 0.0  # norms and biases
+    every = [id(p) for g in groups for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in model.parameters())  # each parameter exactly once
+
+    optimizer = build_optimizer(model, config.optim, fused=True)  # fused is AdamW's CUDA kernel: not used by Muon
+    assert isinstance(optimizer, MuonAdamW)
+    assert optimizer.param_groups[0]["momentum"] == 0.95
+    scheduler = build_lr_scheduler(optimizer, config)  # one schedule, each group from its own base rate
+    for step in range(12):
+        factor = learning_rate(step, config) / config.optim.lr
+        assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.02 * factor, 3e-3 * factor, 3e-3 * factor])
+        optimizer.step()
+        scheduler.step()
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_muon_with_a_zero_stage_that_flattens_the_matrices_is_one_line_before_any_work(stage):
+    with pytest.raises(ConfigError) as caught:
+        load_config(CONFIGS / "gpt2-124m.yaml", ["optim.name=muon", f"train.zero_stage={stage}"])
+    message = str(caught.value)
+    assert "\n" not in message and "optim.name=muon" in message and f"train.zero_stage=0, not {stage}" in message
+    assert load_config(CONFIGS / "gpt2-124m.yaml", ["optim.name=muon", "train.zero_stage=0"]).optim.name == "muon"
