@@ -149,7 +149,7 @@ class Trainer:
         self.resume_state = None
         if self.resume_from is not None:
             check_resume_tokenizer(self.resume_from, self.tokenizer)
-            self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len)
+            self.resume_state = ckpt.check_compatible(self.resume_from, self.gpt_config, c.data.seq_len, c.optim.name)
             # World-size free: the global sample counter continues whatever the number of ranks now. Raises
             # (one line) when the shards cut into another number of windows: the stream could not continue.
             changed = self.data.resume(self.resume_state["loader"])
@@ -264,7 +264,7 @@ class Trainer:
 
     def save(self) -> Path:
         state = {"loader": self.train_batches.state_dict(), "data_fingerprint": self.data_fingerprint,
-                 "zero_stage": self.config.train.zero_stage,
+                 "zero_stage": self.config.train.zero_stage, "optim": self.config.optim.name,
                  "precision": self.config.train.precision, "tokens_per_step": self.config.train.tokens_per_step,
                  "tokenizer": self.tokenizer.record()}
         return self.checkpoints.save(self.engine, self.step, state)

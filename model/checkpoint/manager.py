@@ -33,6 +33,7 @@ import torch
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.files import atomic_write, fsync_dir
+from gptstack.formats import short
 from model.checkpoint.layout import (CHECKPOINTS_DIR, DEEPSPEED_TAG, FILES_LIST, MODEL_DIR, RESUME_FIELDS, RNG_DIR,
                                      STATE_FILE, UNIVERSAL_TAG, WEIGHTS_FILE, CheckpointError, committed,
                                      is_complete, latest, list_files, newest_verified, read_trainer_state,
@@ -74,9 +75,9 @@ def resolve_resume(resume: str, run_dir: Path, say: Callable[[str], None] | None
     return path
 
 
-def check_compatible(checkpoint: Path, gpt_config: GPTConfig, seq_len: int) -> dict:
-    """Refuse, before any step, a checkpoint whose model shape differs from the configured one (its
-    trainer_state.json validated, every field a resume reads present)."""
+def check_compatible(checkpoint: Path, gpt_config: GPTConfig, seq_len: int, optim_name: str = "adamw") -> dict:
+    """Refuse, before any step, a checkpoint whose model shape or optimizer (optim.name) differs from the configured
+    one (its trainer_state.json validated, every field a resume reads present)."""
     state = read_trainer_state(checkpoint, RESUME_FIELDS)
     saved_values = state.get("model", {})
     try:  # a checkpoint from before the qwen3 family records no arch & co: the defaults, GPT-2's, are what it holds
@@ -87,6 +88,11 @@ def check_compatible(checkpoint: Path, gpt_config: GPTConfig, seq_len: int) -> d
     if saved["arch"] != wanted["arch"]:
         raise CheckpointError(f"checkpoint {checkpoint} holds a {saved['arch']} model but the config builds "
                               f"{wanted['arch']} (model.arch): a run continues only in its own model family")
+    saved_optim = state.get("optim", "adamw")  # written before optim.name existed: AdamW's state
+    if saved_optim != optim_name:  # the other optimizer's state has other groups and fields: it cannot load
+        shown = saved_optim if saved_optim in ("adamw", "muon") else short(saved_optim)
+        raise CheckpointError(f"checkpoint {checkpoint} holds the optimizer state of optim.name={shown}, the config "
+                              f"has optim.name={optim_name}: a run continues with its own optimizer")
     different = [f"{k}={saved[k]!r} (config: {wanted[k]!r})" for k in wanted if saved[k] != wanted[k]]
     if different:
         raise CheckpointError(f"checkpoint {checkpoint} is from another model size: {', '.join(different)}")

@@ -1,9 +1,13 @@
 """The optimizer and its learning-rate schedules (model/optim.py): AdamW over the model's parameter groups, or Muon for
 the layers' matrices and AdamW for the rest (both families), cosine and warmup-stable-decay."""
+import json
+
 import pytest
 import torch
 
 from model.build import build_model
+from model.checkpoint.layout import CheckpointError
+from model.checkpoint.manager import check_compatible
 from model.config import ConfigError, TrainConfig, load_config
 from model.gpt import GPT
 from model.muon import MuonAdamW
@@ -88,3 +92,20 @@ def test_muon_with_a_zero_stage_that_flattens_the_matrices_is_one_line_before_an
     message = str(caught.value)
     assert "\n" not in message and "optim.name=muon" in message and f"train.zero_stage=0, not {stage}" in message
     assert load_config(CONFIGS / "gpt2-124m.yaml", ["optim.name=muon", "train.zero_stage=0"]).optim.name == "muon"
+
+
+def test_a_checkpoint_resumes_only_with_the_optimizer_it_was_trained_with(tmp_path):
+    # trainer_state.json records optim.name; one written before the key existed holds AdamW's state
+    gpt = load_config(CONFIGS / "tiny-cpu.yaml").gpt_config()
+    state = {"step": 4, "world_size": 1, "zero_stage": 0, "precision": "fp32", "loader": {"samples_consumed": 8},
+             "model": {key: getattr(gpt, key) for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd")}}
+    for name, recorded in [("old", {}), ("adamw", {"optim": "adamw"}), ("muon", {"optim": "muon"})]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text(json.dumps({**state, **recorded}))
+    assert check_compatible(tmp_path / "old", gpt, 128)["step"] == 4
+    assert check_compatible(tmp_path / "muon", gpt, 128, "muon")["step"] == 4
+    with pytest.raises(CheckpointError, match="optimizer state of optim.name=adamw, the config has optim.name=muon"):
+        check_compatible(tmp_path / "adamw", gpt, 128, "muon")
+    with pytest.raises(CheckpointError, match="optim.name=muon, the config has optim.name=adamw") as caught:
+        check_compatible(tmp_path / "muon", gpt, 128, "adamw")
+    assert "\n" not in str(caught.value)
