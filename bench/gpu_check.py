@@ -6,7 +6,7 @@ training settings, each measured through the real trainer (model.train's Trainer
     base       bf16, ZeRO-1, AdamW, no torch.compile      (the configs' own setting)
     compile    the same with train.compile=true
     ZeRO-0     the same without ZeRO
-    Muon       the same with optim.name=muon               (Muon's step time against AdamW's)
+    Muon       ZeRO-0 with optim.name=muon                 (against the ZeRO-0 row: Muon needs whole matrices)
 
 Each row: median step time over the timed steps (after warm-up steps, which include compilation), tokens/s, MFU
 (model.metrics.mfu: the trainer's own FLOPs per token over the GPU's bf16 peak) and the peak GPU memory allocated by
@@ -47,7 +47,7 @@ SMOKE_MODELS = [("GPT-2 tiny", "configs/tiny-cpu.yaml", ["model.name=tiny"]),
                 ("qwen3 tiny", "configs/tiny-cpu.yaml", ["model.name=qwen3-tiny"])]
 # (row, overrides on top of the base setting). The base is each config's bf16 ZeRO-1 AdamW without compile.
 ROWS = [("base", []), ("compile", ["train.compile=true"]), ("ZeRO-0", ["train.zero_stage=0"]),
-        ("Muon", ["optim.name=muon"])]
+        ("Muon", ["optim.name=muon", "train.zero_stage=0"])]  # Muon is ZeRO-0 only: against the ZeRO-0 row
 
 
 class NoGPU(GPTStackError):
