@@ -119,7 +119,8 @@ def test_second_prepare_into_a_busy_folder_refuses_and_the_first_finishes(slow_r
     try:
         wait_for(lambda: (out / ".prepare-work").is_dir(), 240, "the first run's work folder", first)
         second = prepare(*SLOW_COMMAND, "--output", out)
-        assert first.poll() is None, "the second run ended the first"
+        # still running, or finished on its own while the refused run started (a busy machine): never ended by it
+        assert first.poll() in (None, 0), "the second run ended the first"
         assert_one_line_error(second, str(out))
         stdout, stderr = first.communicate(timeout=600)
     finally:
