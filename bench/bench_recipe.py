@@ -1,7 +1,7 @@
 """The GPT-2 recipe against the modern one, trained on this CPU: val_bpb against training FLOPs, the compute ratio, and
 an ablation of every change in the spirit of modded-nanogpt's record log.
 
-    python bench/bench_recipe.py                  # English + Chinese, both recipes and the ablation (~30 CPU-minutes)
+    python bench/bench_recipe.py                  # English + Chinese, both recipes and the ablation (32 CPU-minutes)
     python bench/bench_recipe.py --quick --data en=DIR --data zh=DIR --out /tmp/r   # toy settings: does it run?
     python bench/bench_recipe.py --data en=data/mine                                 # your own shards
 
