@@ -31,7 +31,8 @@ def scratch_root(folder: Path) -> Path:
 
 
 def run_quickstart(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRAIN_STEPS": "30", "MPLBACKEND": "Agg",
+    # a shortened run: 30 steps, evaluated twice (the configs evaluate every 25 or 100 steps)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRAIN_STEPS": "30", "EVAL_EVERY": "15", "MPLBACKEND": "Agg",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", "scripts/quickstart.sh", *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=840)
