@@ -80,7 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.figure is None:
-        args.figure = args.out / "recipe_val_bpb.png" if args.quick else REPO / "docs" / "figures" / "recipe_val_bpb.png"
+        figures = args.out if args.quick else REPO / "docs" / "figures"
+        args.figure = figures / "recipe_val_bpb.png"
     if args.steps < args.evals or args.seeds < 1 or args.evals < 1:
         p.error("--steps must be at least --evals, and --seeds and --evals at least 1")
     return args
@@ -187,7 +188,8 @@ def run_config(args, data: Path, changes: tuple[str, ...], seed: int, run_dir: P
         trainer.engine.destroy()
         trainer.lock.release()
     return {"model": type(model).__name__, "params": model.num_parameters(), "flops_per_token": trainer.flops_per_token,
-            "step_s": statistics.median(times[2:] or times), "step_cpu_s": statistics.median(cpu_times[2:] or cpu_times),
+            "step_s": statistics.median(times[2:] or times),
+            "step_cpu_s": statistics.median(cpu_times[2:] or cpu_times),
             "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started,
             "curve": curve, "packing_plan": plan_line}

@@ -1,7 +1,8 @@
 """The GPU check (bench/gpu_check.sh runs this): speed and memory of model.train's step on one GPU, one table.
 
 For GPT-2 124M and the qwen3 family at the same non-embedding size (qwen3-125m), both with configs/gpt2-124m.yaml's
-training settings, each measured through the real trainer (model.train's Trainer: DeepSpeed engine, loader, optimizer, loss all-reduce):
+training settings, each measured through the real trainer (model.train's Trainer: DeepSpeed engine, loader,
+optimizer, loss all-reduce):
 
     base       bf16, ZeRO-1, AdamW, no torch.compile      (the configs' own setting)
     compile    the same with train.compile=true

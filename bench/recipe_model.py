@@ -52,7 +52,8 @@ def mlp_width(n_embd: int, features: Features) -> int:
 
 def qwen3_config(base: GPTConfig, features: Features) -> GPTConfig:
     """The qwen3 config of `features` (RoPE, RMSNorm, SwiGLU and QK-norm on) at `base`'s size."""
-    return dataclasses.replace(base, arch="qwen3", bias=False, n_kv_head=base.n_head // 2 if features.gqa else base.n_head,
+    kv_heads = base.n_head // 2 if features.gqa else base.n_head
+    return dataclasses.replace(base, arch="qwen3", bias=False, n_kv_head=kv_heads,
                                intermediate_size=mlp_width(base.n_embd, features), tie_embeddings=not features.untied,
                                rope_theta=ROPE_THETA, rms_norm_eps=NORM_EPS)
 

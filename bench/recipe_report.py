@@ -140,7 +140,8 @@ def report(results: dict, figure: Path | None) -> str:
     out += ["", "val_bpb is measured on held-out text (each folder's val split). The compute ratio reads the modern "
                 "recipe's curve at evaluations taken before its learning rate has decayed, so it is an upper bound on "
                 "the compute that recipe needs (\"<=\": reached by the first evaluation already). \"vs row above\" is "
-                "the effect of the row's change given the rows above it; compare it with the seeds' range. CPU ms/step: "
+                "the effect of the row's change given the rows above it; compare it with the seeds' range. "
+                "CPU ms/step: "
                 "the median step's CPU time on one thread (the work, whatever else the machine runs)."]
     if figure is not None:
         draw(runs, langs, ratios, figure)
@@ -163,7 +164,7 @@ def draw(runs: list[dict], langs: list[str], ratios: dict, path: Path) -> None:
                         label=name if i == 0 else None)
         r = ratios[lang]
         ax.axhline(r["target_bpb"], color="gray", linestyle="--", linewidth=0.8,
-                   label=f"GPT-2 recipe's final val_bpb")
+                   label="GPT-2 recipe's final val_bpb")
         if r["modern_flops"] is not None:
             ax.axvline(r["modern_flops"], color="tab:orange", linestyle=":", linewidth=0.8)
         ax.set_title(f"{lang}: modern recipe needs {ratio_text(r['ratio'], r['bound'])} the compute")
