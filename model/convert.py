@@ -33,6 +33,7 @@ from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import atomic_write
 from gptstack.formats import check_value, field, read_json_object, short
 from gptstack.output_folder import claim_output_folder
+from model.chat.hf_files import CHAT_WRITES, write_chat_files
 from model.checkpoint.layout import STATE_FILE, WEIGHTS_FILE, CheckpointError, step_number
 from model.checkpoint.weights import (CONFIG_FILE, FLOAT_DTYPES, build_model, load_model, resolve_checkpoint,
                                       save_safetensors, save_weights, weights_header)
@@ -47,10 +48,12 @@ from pipeline.tokenizer.encodings import gpt2_bpe_files
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask constants; ".attn.bias" is not "attn.c_attn.bias"
 GPT2_VOCAB_SIZE = 50257  # the tokenizer files we write beside an export are GPT-2's: only for this vocabulary
+GPT2_VOCAB_SIZES = (GPT2_VOCAB_SIZE, GPT2_VOCAB_SIZE + 2)  # + <|im_start|>, <|im_end|> once fine-tuned for chat
 IMPORT_WRITES = (WEIGHTS_FILE, CONFIG_FILE)  # save_weights
 # what export_to_hf and write_export_extras write (weights, configs, model card, Hugging Face tokenizer files)
 EXPORT_WRITES = (WEIGHTS_FILE, CONFIG_FILE, "generation_config.json", "README.md", "vocab.json", "merges.txt",
-                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                 *CHAT_WRITES)
 
 
 def _check_hf_config(hf: dict, config_path: Path) -> None:
@@ -168,7 +171,7 @@ def gpt_from_hf(folder: str | Path) -> GPT:
 
 def hf_config(config: GPTConfig, eot: int | None = None) -> GPT2Config:
     if eot is None:
-        eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size == GPT2_VOCAB_SIZE else None  # <|endoftext|>
+        eot = GPT2_VOCAB_SIZE - 1 if config.vocab_size in GPT2_VOCAB_SIZES else None  # <|endoftext|>
     # n_ctx: the context length under GPT-2's original name, which OpenAI's config.json carries and llama.cpp's
     # convert_hf_to_gguf.py reads (it stops with KeyError: 'n_ctx' without it); transformers keeps it as is
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_ctx=config.block_size,
@@ -188,13 +191,13 @@ def export_to_hf(model: GPT, folder: str | Path, tokenizer: Tokenizer | None = N
     folder.mkdir(parents=True, exist_ok=True)
     eot = tokenizer.eot_token if tokenizer.folder else None
     if config.arch == "qwen3":  # Qwen3ForCausalLM (model/hf_qwen3.py)
-        write_qwen3_hf(model, folder, eot if eot is not None or config.vocab_size != GPT2_VOCAB_SIZE
+        write_qwen3_hf(model, folder, eot if eot is not None or config.vocab_size not in GPT2_VOCAB_SIZES
                        else GPT2_VOCAB_SIZE - 1)
     else:
         _write_gpt2_weights(model, folder, eot)
     if tokenizer.write_hf_files(folder, config.block_size):  # a trained tokenizer's tokenizer.json
         pass
-    elif config.vocab_size == GPT2_VOCAB_SIZE:
+    elif config.vocab_size in GPT2_VOCAB_SIZES:
         _write_gpt2_tokenizer(folder, config.block_size)
     return folder
 
@@ -307,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
             output.record(EXPORT_WRITES)
             export_to_hf(model, args.to_hf, tokenizer)
             write_export_extras(args.to_hf, model, weights_folder, tokenizer.label)  # generation_config.json, README.md
+            write_chat_files(args.to_hf, tokenizer, model.config.vocab_size)  # chat_template, <|im_*|> (model/chat)
             hf_class = "Qwen3ForCausalLM" if model.config.arch == "qwen3" else "GPT2LMHeadModel"
             print(f"exported {args.checkpoint} -> {args.to_hf} ({hf_class}.from_pretrained loads it)")
     except GPTStackError as e:

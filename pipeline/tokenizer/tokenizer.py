@@ -40,6 +40,10 @@ from pipeline.tokenizer.folder import (DATA_FILES, HF_CONFIG_FILE, HF_FILE, META
                                        is_tokenizer_folder, load_tokenizer_folder)
 
 COPY_DIR = "tokenizer"  # the copy inside a shard folder or a checkpoint
+# ChatML's turn markers. A trained folder reserves ids for them (folder.SPECIAL_TOKENS); a tiktoken name gets the ids
+# right after its own (GPT-2: 50257 and 50258), which fall in the embedding's padding rows (50,304 rows), so a
+# pretrained GPT-2-vocabulary model fine-tunes into a chat model without a resize.
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
 def looks_like_path(spec: str) -> bool:
@@ -106,6 +110,20 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         return self.encoding.decode(list(ids))
+
+    def special_id(self, text: str) -> int:
+        """The id of special token `text` (the one place special ids are resolved): a folder's reserved id, or for a
+        tiktoken name its own specials and then CHAT_TOKENS after its last id."""
+        if self.folder:
+            token_id = self.folder.meta["special_tokens"].get(text)
+        elif text in CHAT_TOKENS:
+            token_id = self.encoding.n_vocab + CHAT_TOKENS.index(text)
+        else:
+            token_id = self.encoding._special_tokens.get(text)
+        if token_id is None:
+            raise InputError(f"tokenizer {self.label}: has no special token {text} (trained before it was reserved; "
+                             "train a new one with `python -m pipeline.tokenizer train`)")
+        return token_id
 
     def check_fits_uint16(self) -> None:
         """Refuse a tokenizer whose ids do not fit the uint16 shards."""
