@@ -12,6 +12,8 @@ from pathlib import Path
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, ShardError, exit_with_error
+from pipeline.dedup.config import ALREADY_DEDUPLICATED_CORPORA
+from pipeline.dedup.rehydrate import describe as describe_rehydration
 from pipeline.read.readers import SKIP_REASONS
 from pipeline.shards import file_sha256, open_shard, read_manifest
 from pipeline.tokenizer import shard_folder_tokenizer
@@ -128,7 +130,9 @@ def print_summary(output: Path, manifest: dict) -> None:
         print(f"  dedup: removed {sum(removed.values()):,} duplicates ({listed})"
               + (f"; kept in {output}/duplicates/ with the id of the document kept" if any(removed.values()) else ""))
     else:
-        print("  dedup: off" + (" (--dedup turns it on)" if manifest["corpus"] in ("fineweb", "fineweb-edu") else ""))
+        print("  dedup: off" + (" (--dedup turns it on)" if manifest["corpus"] in ALREADY_DEDUPLICATED_CORPORA else ""))
+    if "rehydration" in manifest:
+        print("  " + describe_rehydration(manifest["rehydration"]))
     print(f"  shuffle: seed {manifest['shuffle']['seed']}")
     seconds = max(manifest["tokenize_seconds"], 0.01)
     print(f"  tokenize: {seconds:.1f} s, {totals['documents'] / seconds:,.0f} docs/s, "

@@ -31,9 +31,11 @@ from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_err
 from gptstack.output_folder import claim_output_folder
 from gptstack.folder_lock import FolderLock, describe_takeover
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
-from pipeline.clean.chain import CleaningPlan
+from pipeline.clean.chain import CleaningPlan, cleaning_options
 from pipeline.dedup import (DEDUP_FILTER_STAGE, DUPLICATES_FOLDER, DedupConfig, dedup_enabled, dedup_report,
                             dedup_stages, parse_dedup_section)
+from pipeline.dedup.rehydrate import Rehydrate, plan_rehydration, rehydrate_stage, rehydration_summary
+from pipeline.dedup.rehydrate import describe as describe_rehydration
 from pipeline.dedup.steps import DedupFilter
 from pipeline.inspect import print_summary
 from pipeline.prepare_args import WORK_FOLDER, parse_args
@@ -63,7 +65,7 @@ ORPHAN_GRACE_SECONDS = 30
 
 def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup: DedupConfig | None,
                  tokenize: TokenizeToStream, tokenizer_spec: str, work: Path, tasks: int, seed: int,
-                 shuffle_buckets: int, read_config: dict) -> list[Stage]:
+                 shuffle_buckets: int, read_config: dict, rehydrate: Rehydrate | None = None) -> list[Stage]:
     """Steps 1-4, each one run of the executor over `tasks` tasks (dedup's buckets and clusters use their own
     counts); a stage's config (with the previous stage's) decides whether a rerun may reuse its output.
 
@@ -87,6 +89,9 @@ def build_stages(readers: list, limit: int | None, cleaning: CleaningPlan, dedup
         stages.append(Stage(FILTER_STAGE, steps, tasks, outputs,
                             {"recipe": read_config["recipe"], "languages": read_config["languages"]}))
         documents = filtered
+    if rehydrate:  # FineWeb-2's rehydration, on the final documents, before the shuffle spreads the copies
+        stage, documents = rehydrate_stage(rehydrate, documents, work, tasks)
+        stages.append(stage)
     stages += shuffle_stages(documents, work / "shuffle", tasks, seed, shuffle_buckets)
     stages.append(Stage("tokenize", [StageReader(work / "shuffle" / "documents"), tokenize], tasks,
                         [Path(tokenize.output_folder)], {"tokenizer": tokenizer_spec}))
@@ -115,11 +120,15 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
-                                         get_tokenizer("gpt2") if tokenizer.trains else tokenizer.tokenizer)
+                                         get_tokenizer("gpt2") if tokenizer.trains else tokenizer.tokenizer,
+                                         **cleaning_options(args))  # --language-gate, --extractor
     cleaning = cleaning_plan.steps  # (the plan's steps: empty when the recipe has nothing to do)
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup,  # checked even when dedup is off
                                        [step.step for step in recipe.enabled_steps()])
     dedup = dedup_config if dedup_enabled(args.dedup, args.corpus) and dedup_config.any else None
+    rehydrate = plan_rehydration(args.rehydrate, dedup_config.rehydrate, args.corpus, dedup is not None, work,
+                                 *((get_tokenizer("gpt2"), "gpt2") if tokenizer.trains
+                                   else (tokenizer.tokenizer, tokenizer.label)))
     counts = size_tasks(settings, readers, args.tasks, args.workers, args.limit)  # ray: connects to the cluster
     check_no_slurm_jobs_running(work)
     # The first thing written: our marker. Only a new or empty folder, our own, or --force (gptstack/output_folder.py).
@@ -135,13 +144,14 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     # Steps 1-4. A stage is reused on a rerun only when it was made by exactly this configuration (stages.py).
     read_config = {"corpus": args.corpus, "source": vars(options), "limit": args.limit,
                    "inputs": input_signature(readers),
-                   "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages}
+                   "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages,
+                   **({"pages": cleaning_options(args)} if args.language_gate == "off" or args.extractor else {})}
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
     # a trained tokenizer joins the step once it exists (train_on_shuffled, below)
     tokenize = TokenizeToStream(str(work / "tokens"), tokenizer.tokenizer, tokenizer_threads(settings, counts.workers))
     stages = build_stages(readers, args.limit, cleaning_plan, dedup, tokenize, tokenizer.spec, work, counts.tasks,
-                          args.seed, args.shuffle_buckets, read_config)
+                          args.seed, args.shuffle_buckets, read_config, rehydrate)
     executors = ExecutorFactory(settings, counts.workers, work, {"tokenize": None if dedup else args.limit})
     before_tokenize = {}
     if tokenizer.trains:  # stages 1-3, then the tokenizer learns from their output, then stage 4
@@ -151,6 +161,9 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     runs = {**run_stages(stages, work, executors.run_stage, restart=args.restart), **before_tokenize}
     if any(run.status == "submitted" for run in runs.values()):  # Slurm: the last job writes the shards
         return report_submitted(executors, argv)
+    rehydrated = rehydration_summary(Path(rehydrate.summary_folder)) if rehydrate else None
+    if rehydrated:
+        print(describe_rehydration(rehydrated), flush=True)
     cleaned = None
     if cleaning:  # what the recipe kept and dropped, per step: cleaning/report.md (+ .png, .json)
         # the stages that ran the recipe's steps: read, and with dedup between them, dedup's filter and the rest
@@ -182,6 +195,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         **provenance(shlex.join(["python", "-m", "pipeline.prepare", *argv])),
         tokenize_seconds=round(runs["tokenize"].seconds, 2), resumed=any(run.status != "ran" for run in runs.values()),
         **({"cleaning": cleaning_summary} if cleaned else {}), dedup=dedup_report(dedup, work / "dedup"),
+        **({"rehydration": rehydrated} if rehydrate else {}),
         shuffle={"seed": args.seed, "buckets": args.shuffle_buckets},
         stage_seconds={name: round(run.seconds, 2) for name, run in runs.items()},
         executor={"name": settings.executor, "tasks": counts.tasks,  # workers None: as many as Slurm runs

@@ -25,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=f"corpora:\n{corpora}\n\nexamples:\n"
                "  python -m pipeline.prepare                              # the offline sample corpus\n"
                "  python -m pipeline.prepare --corpus fineweb-edu --subset sample-10BT --workers 16\n"
+               "  python -m pipeline.prepare --corpus fineweb-2 --subset cmn_Hani --rehydrate --tokenizer tok/zh\n"
                "  python -m pipeline.prepare --input 'my_data/*.jsonl.gz' --output data/mine\n"
                "  python -m pipeline.prepare --corpus fineweb --executor ray --ray-address auto   # on a Ray cluster\n"
                "  python -m pipeline.prepare --corpus fineweb --executor slurm --partition cpu --time 4:00:00\n"
@@ -34,12 +35,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--input", help="local files for --corpus local: a file, a folder (searched recursively) or "
                                         "a quoted glob; .jsonl, .jsonl.gz, .jsonl.zst, .parquet. For --corpus "
                                         "commoncrawl: WARC files, folders, globs or s3:// URLs (comma-separated)")
-    parser.add_argument("--subset", help="Hub corpora: sample-10BT / sample-100BT / sample-350BT or a Common "
-                                         "Crawl dump such as CC-MAIN-2024-10 (default: sample-10BT)")
+    parser.add_argument("--subset", help="Hub corpora: fineweb, fineweb-edu: sample-10BT / sample-100BT / "
+                                         "sample-350BT or a dump such as CC-MAIN-2024-10 (default: sample-10BT); "
+                                         "fineweb-2: a language config such as cmn_Hani (cmn_Hani/test: its test "
+                                         "split); fineweb-edu-chinese: 4_5 (default), 3_4, 2_3")
     parser.add_argument("--hub-mirror", metavar="DIR",
                         help="Hub corpora: read a local copy laid out like the Hub repository (e.g. made by "
                              "`huggingface-cli download HuggingFaceFW/fineweb --repo-type dataset "
                              "--include 'sample/10BT/*' --local-dir DIR`) instead of streaming hf://datasets/...")
+    parser.add_argument("--rehydrate", action="store_true",
+                        help="repeat each document by the size of its duplicate cluster (minhash_cluster_size) "
+                             "with FineWeb-2's weights: --corpus fineweb-2, or a run whose dedup records it "
+                             "(--recipe fineweb2); tokens before and after go in manifest.json")
     parser.add_argument("--text-key", default="text", help="field of a jsonl/parquet record holding the text "
                                                            "(default: text)")
     parser.add_argument("--data", "--output", dest="output", metavar="DIR",

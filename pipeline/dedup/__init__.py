@@ -33,7 +33,8 @@ def add_dedup_arguments(group) -> None:
                        help="remove exact duplicates (normalised text), documents of an already seen URL and near "
                             "duplicates (MinHash, FineWeb's settings; a recipe's `dedup:` section changes them); "
                             "every removed document is kept in OUTPUT/duplicates/ with the id of the one kept. "
-                            "Default: on, except for fineweb and fineweb-edu, which were deduplicated on the Hub")
+                            "Default: on, except for the Hub corpora (fineweb, fineweb-edu, fineweb-2, "
+                            "fineweb-edu-chinese, cci3-hq), which were deduplicated when they were made")
 
 
 def word_tokenizer(language: str):

@@ -15,17 +15,20 @@ exact dedup on a normalised content hash and URL dedup. A recipe YAML may change
       language: en           # word splitting of datatrove's tokenizer for this language
       per_language: fineweb2 # instead: each document's words by the tokenizer of its own language
                              # (configs/fineweb2/<lang_Script>.yml; `language` for the others)
+      rehydrate: false       # true: repeat each kept document by the size of its duplicate cluster, with
+                             # FineWeb-2's weights (pipeline/dedup/rehydrate.py; also --rehydrate)
       after: language_filter # run between the recipe's steps, right after this one (FineWeb-2's place: after
                              # language ID, before the quality filters); default: after the whole recipe
 
 Whether dedup runs at all is `--dedup/--no-dedup`; by default it does for every input except the Hub corpora that
-were deduplicated when they were made (fineweb, fineweb-edu).
+were deduplicated when they were made (fineweb, fineweb-edu, fineweb-2, fineweb-edu-chinese, cci3-hq).
 """
 from dataclasses import asdict, dataclass, fields
 
 from gptstack.errors import InputError
 
-ALREADY_DEDUPLICATED_CORPORA = ("fineweb", "fineweb-edu")
+# deduplicated when they were made (pipeline/read/hub.py); FineWeb-2 keeps each cluster's size for --rehydrate
+ALREADY_DEDUPLICATED_CORPORA = ("fineweb", "fineweb-edu", "fineweb-2", "fineweb-edu-chinese", "cci3-hq")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class DedupConfig:
     per_language: str = ""  # "fineweb2": MinHash splits each document with its language's configs/fineweb2 tokenizer
     seed: int = 1  # of MinHash's hash functions (FineWeb's value); unrelated to the shuffle --seed
     after: str = ""  # a recipe step: dedup runs right after it, the recipe's later steps after dedup; "": at the end
+    rehydrate: bool = False  # repeat each kept document by its cluster size, FineWeb-2's weights (dedup/rehydrate.py)
 
     def as_dict(self) -> dict:
         return asdict(self)

