@@ -16,13 +16,17 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                         GopherRepetitionFilter, URLFilter)
 from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter, SymbolLinesFormatter
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 
+from gptstack.errors import GPTStackError
 from gptstack.files import atomic_write
+from pipeline.clean.decontam import Settings as DecontamSettings
+from pipeline.clean.decontam_index import cached_index, load_index
 from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
 from pipeline.clean.langid import OfflineLanguageFilter
 from pipeline.tokenizer.tokenizer import Tokenizer
@@ -285,6 +289,41 @@ class OpenCCConvert(GuardedTransform, PipelineStep):
         return self._converter.convert(doc.text)
 
 
+class Decontaminate(GuardedFilter, BaseFilter):
+    """Drops a document that shares an n-gram with an example of the evaluation suite (pipeline/clean/decontam.py:
+    word 13-grams, CJK character n-grams), with the reason `contaminated_<task>` and `metadata.contamination`:
+    the task, the example's index, the first shared n-gram and how many it shares. The index is built once per
+    suite and settings, cached on disk and memory-mapped by every worker (decontam_index.py)."""
+
+    name = "🧪 Decontaminate"
+
+    def __init__(self, suite: str = "core", n: int = 13, min_n: int = 8, cjk_n: int = 20, cjk_min_n: int = 12,
+                 max_examples: int = 10, min_matches: int = 1, cache_dir: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        settings = DecontamSettings(n, min_n, cjk_n, cjk_min_n, max_examples)
+        if not 1 <= min_n <= n or not 1 <= cjk_min_n <= cjk_n or min_matches < 1 or max_examples < 1:
+            raise ValueError(f"need 1 <= min_n <= n, 1 <= cjk_min_n <= cjk_n, min_matches >= 1 and "
+                             f"max_examples >= 1, got {settings} min_matches={min_matches}")
+        try:
+            self.index_folder = str(cached_index(str(suite), settings, cache_dir))  # built here, once, if new
+        except GPTStackError as error:
+            raise ValueError(f"suite {suite!r}: {error}") from None
+        self.min_matches, self._index = min_matches, None
+
+    def __getstate__(self):  # workers map the index files themselves
+        return {**self.__dict__, "_index": None}
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self._index is None:
+            self._index = load_index(self.index_folder)
+        match = self._index.match(doc.text)
+        if match is None or match.ngrams < self.min_matches:
+            return True
+        doc.metadata["contamination"] = {"task": match.task, "example": match.index, "ngram": match.ngram,
+                                         "ngrams": match.ngrams}
+        return False, f"contaminated_{match.task}"
+
+
 class CountTokens(GuardedTransform, PipelineStep):
     """Sets `token_count` on documents that arrive as text (jsonl/parquet inputs), for the report."""
 
@@ -347,6 +386,7 @@ STEP_CLASSES: dict[str, type] = {
     "ftfy": CleanFTFY,
     "symbol_lines": CleanSymbolLines,
     "opencc": OpenCCConvert,
+    "decontaminate": Decontaminate,
 }
 # Parameters the pipeline sets itself (not the recipe's `params`): where dropped documents go, the language(s) to
 # keep or judge, the token counter.

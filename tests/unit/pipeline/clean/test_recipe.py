@@ -14,7 +14,7 @@ from pipeline.clean.langid import OfflineFT176LID
 from pipeline.clean.steps import CleanTrafilatura, CountTokens, KeptExamples
 
 FINEWEB_ORDER = ["url_filter", "trafilatura", "language_filter", "gopher_repetition", "gopher_quality",
-                 "c4_quality", "fineweb_quality", "pii"]
+                 "c4_quality", "fineweb_quality", "pii", "decontaminate"]
 # examples/fineweb.py changes only these from datatrove's defaults
 EXAMPLE_OVERRIDES = {("trafilatura", "favour_precision"): True, ("c4_quality", "filter_no_terminal_punct"): False}
 DATATROVE_CLASS = {"gopher_repetition": GopherRepetitionFilter, "gopher_quality": GopherQualityFilter,
@@ -51,7 +51,8 @@ def test_steps_built_from_recipe(tmp_path):
     # the recipe's applies_to reaches the filters through their constructor
     assert {p.name: p.step.applies_to for p in html.recipe_steps if hasattr(p.step, "applies_to")} == {
         "url_filter": (), "trafilatura": (), "language_filter": (), "gopher_repetition": ("en",),
-        "gopher_quality": ("en",), "c4_quality": ("en",), "fineweb_quality": ("en",), "pii": ()}
+        "gopher_quality": ("en",), "c4_quality": ("en",), "fineweb_quality": ("en",), "pii": (),
+        "decontaminate": ()}
     # two filters share one word splitter: the split of a text is made once
     gopher = [p.step for p in html.recipe_steps if p.name in ("gopher_repetition", "gopher_quality")]
     assert gopher[0].language is gopher[1].language
@@ -70,7 +71,7 @@ def test_disabled_step_and_parameters_reach_datatrove(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(data))
     plan = build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=True)
-    assert [planned.name for planned in plan.recipe_steps] == FINEWEB_ORDER[:-1]
+    assert [planned.name for planned in plan.recipe_steps] == [s for s in FINEWEB_ORDER if s != "pii"]
     assert next(p.step for p in plan.recipe_steps if p.name == "gopher_quality").min_doc_words == 7
 
 
