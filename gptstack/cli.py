@@ -16,7 +16,7 @@ from gptstack import __version__
 # name -> (module whose main(argv) runs it, one line for the command list). The order is a job's order.
 # `python -m` spells some differently: pipeline.clean runs pipeline/clean/__main__.py, model.chat
 # model/chat/__main__.py.
-PYTHON_M = {"clean": "pipeline.clean", "chat": "model.chat"}
+PYTHON_M = {"clean": "pipeline.clean", "chat": "model.chat", "eval": "model.eval"}
 COMMANDS = {
     "prepare": ("pipeline.prepare", "tokenize a corpus into uint16 shards + manifest.json"),
     "clean": ("pipeline.clean.run", "clean WARC crawls or text into jsonl with a report, no tokenization"),
@@ -24,9 +24,11 @@ COMMANDS = {
     "inspect": ("pipeline.inspect", "verify a shard folder's checksums and read its first tokens"),
     "adopt": ("pipeline.adopt", "write manifest.json for a folder of llm.c / modded-nanogpt shards"),
     "train": ("model.train", "pretrain a GPT on a shard folder with DeepSpeed ZeRO"),
+    "sft": ("model.sft", "fine-tune a pretrained checkpoint on conversations (ChatML, full or LoRA)"),
     "sample": ("model.sample", "continue a prompt with a trained checkpoint"),
     "chat": ("model.chat.cli", "talk to a model in the terminal, replies streamed, KV cache kept across turns"),
     "serve": ("model.serve", "an OpenAI-compatible HTTP server (/v1/chat/completions) on 127.0.0.1"),
+    "eval": ("model.eval.cli", "score a run, checkpoint or HF folder on offline benchmark tasks (CORE-like)"),
     "convert": ("model.convert", "convert weights to or from Hugging Face transformers' GPT-2"),
     "checkpoint": ("model.checkpoint.manager", "questions about a run's checkpoints (for job scripts)"),
 }

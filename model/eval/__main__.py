@@ -1,0 +1,3 @@
+from model.eval.cli import main
+
+main()
