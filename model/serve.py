@@ -76,6 +76,20 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def banner(host: str, port: int, name: str, block_size: int, has_key: bool) -> list[tuple]:
+    """(stream, line) to print once listening: where, and a warning on stderr for an address off this machine."""
+    shown = f"[{host}]" if ":" in host else host
+    lines = []
+    if not is_loopback(host):
+        lines.append((sys.stderr, f"warning: listening on {shown}:{port}, reachable from other machines; " + (
+            "requests need the API key" if has_key else "there is no authentication without --api-key: anyone who "
+            "can reach this address can use the model")))
+    where = "loopback only: this machine" if is_loopback(host) else "network"
+    lines.append((sys.stdout, f"serving {name} ({block_size:,}-token context) at http://{shown}:{port}/v1 ({where}; "
+                              f"{'API key required' if has_key else 'no API key'}); Ctrl-C stops"))
+    return lines
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -87,14 +101,8 @@ def serve(args: argparse.Namespace) -> None:
     name = args.model_name or (path.name if path.name not in ("model", "checkpoints") else path.parent.name)
     app = create_app(engine, chat_format, name, args.api_key)
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    if not is_loopback(host):
-        print(f"warning: listening on {shown}:{port}, reachable from other machines; "
-              + ("requests need the API key" if args.api_key else "anyone who can reach it can use the model: "
-                 "there is no authentication without --api-key"), file=sys.stderr)
-    where = "loopback only: this machine" if is_loopback(host) else "network"
-    print(f"serving {name} ({engine.block_size:,}-token context) at http://{shown}:{port}/v1 ({where}; "
-          f"{'API key required' if args.api_key else 'no API key'}); Ctrl-C stops", flush=True)
+    for stream, line in banner(host, port, name, engine.block_size, bool(args.api_key)):
+        print(line, file=stream, flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
 
