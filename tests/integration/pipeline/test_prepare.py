@@ -128,5 +128,6 @@ def test_cli_help_explains_every_option():
     result = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--help"], capture_output=True, text=True,
                             check=True)
     for option in ("--corpus", "--input", "--subset", "--hub-mirror", "--text-key", "--output", "--shard-tokens",
-                   "--val-tokens", "--tokenizer", "--workers", "--tasks", "--limit", "sample", "fineweb-edu"):
+                   "--val-tokens", "--tokenizer", "--workers", "--tasks", "--limit", "sample", "fineweb-edu",
+                   "--rehydrate", "fineweb-2", "fineweb-edu-chinese", "cci3-hq"):
         assert option in result.stdout

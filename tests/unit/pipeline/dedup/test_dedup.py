@@ -46,6 +46,6 @@ def test_cli_help_explains_the_dedup_and_shuffle_options(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    for text in ("--dedup, --no-dedup", "--seed SEED", "--shuffle-buckets", "fineweb-edu, which were deduplicated",
+    for text in ("--dedup, --no-dedup", "--seed SEED", "--shuffle-buckets", "cci3-hq), which were deduplicated",
                  "OUTPUT/duplicates/"):
         assert text in shown
