@@ -24,6 +24,7 @@ COMMANDS = {
     "inspect": ("pipeline.inspect", "verify a shard folder's checksums and read its first tokens"),
     "adopt": ("pipeline.adopt", "write manifest.json for a folder of llm.c / modded-nanogpt shards"),
     "train": ("model.train", "pretrain a GPT on a shard folder with DeepSpeed ZeRO"),
+    "sft": ("model.sft", "fine-tune a pretrained checkpoint on conversations (ChatML, full or LoRA)"),
     "sample": ("model.sample", "continue a prompt with a trained checkpoint"),
     "chat": ("model.chat.cli", "talk to a model in the terminal, replies streamed, KV cache kept across turns"),
     "serve": ("model.serve", "an OpenAI-compatible HTTP server (/v1/chat/completions) on 127.0.0.1"),

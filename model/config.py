@@ -206,7 +206,7 @@ def apply_values(config: TrainConfig, values: dict, source: str) -> None:
     """Set nested `values` ({section: {key: value}} or top-level keys) onto config, rejecting unknown keys."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
-    top_types = _section_types(TrainConfig)
+    top_types = _section_types(type(config))  # TrainConfig or a subclass (SFTConfig)
     for key, value in values.items():
         if key not in top_types:
             raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(top_types)}")
@@ -222,7 +222,7 @@ def apply_values(config: TrainConfig, values: dict, source: str) -> None:
 
 def set_value(config: TrainConfig, dotted_key: str, value, source: str) -> None:
     parts = dotted_key.split(".")
-    top_types = _section_types(TrainConfig)
+    top_types = _section_types(type(config))  # TrainConfig or a subclass (SFTConfig)
     if parts[0] not in top_types:
         raise ConfigError(f"{source}: unknown key {dotted_key!r}; known sections: {', '.join(top_types)}")
     if len(parts) == 1:
@@ -261,11 +261,11 @@ def parse_override(text: str) -> tuple[str, str | None]:
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = (),
                 values: Mapping[str, object] | None = None,
-                base: Mapping[str, object] | None = None) -> TrainConfig:
+                base: Mapping[str, object] | None = None, config_class: type = TrainConfig) -> TrainConfig:
     """Defaults, then the YAML file (if any), then `base`, then each `--set KEY=VALUE` in order, then `values`
     (dotted key -> typed value: the command line's own flags; `base` holds --data's, which a --set such as
     data.sources.NAME.weight=W edits, so they must be in place before it); then validate()."""
-    config = TrainConfig()
+    config = config_class()  # model/sft_config.py's SFTConfig adds its sft section
     if path is not None:
         # A file as given, else a packaged config by name (`tiny-cpu`, `configs/tiny-cpu.yaml`): works after pip install.
         found = configs.find(str(path))

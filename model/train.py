@@ -172,7 +172,7 @@ class Trainer:
         init_distributed(env)
         self.device = device()
         seed_everything(c.train.seed)  # identical initial weights on every rank
-        model = build_model(self.gpt_config)  # the family of model.arch (model/build.py)
+        model = self.new_model()
         self.num_parameters = model.num_parameters()  # before ZeRO-3 partitions the tensors away
         self.flops_per_token = model.flops_per_token(c.data.seq_len)
         self.universal = self.resume_state is not None and ckpt.needs_universal(
@@ -213,6 +213,10 @@ class Trainer:
             plan = self.data.plan(c.train.max_steps * c.train.tokens_per_step)
             if plan:
                 print(plan, flush=True)
+
+    def new_model(self) -> torch.nn.Module:
+        """The model before DeepSpeed wraps it: fresh, of model.arch's family (model.sft starts from a base's)."""
+        return build_model(self.gpt_config)
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def request_stop(self) -> None:

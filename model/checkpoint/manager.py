@@ -138,6 +138,7 @@ class CheckpointManager:
         self.every, self.last_step = every, last_step
         self.saved_step: int | None = None  # the step whose checkpoint exists already (saved or resumed from)
         self.tokenizer = None  # the run's Tokenizer: a trained one's folder is copied into every checkpoint's model/
+        self.export_weights = None  # state dict -> what model/ holds (model.sft's LoRA merges its adapters)
 
     def should_save(self, step: int, ending: bool = False) -> bool:
         """Save after step `step`? Every `every` steps (0: never in between), at the last step, and whenever
@@ -171,6 +172,8 @@ class CheckpointManager:
             torch.save(rng_state(), self._rng_file(tmp))
             weights = full_fp32_state_dict(engine, keep=self.rank == 0)
             if self.rank == 0:
+                if self.export_weights is not None:  # LoRA: model/ holds the merged weights (model/chat/lora.py)
+                    weights = self.export_weights(weights)
                 save_weights(engine.module, tmp / MODEL_DIR, state_dict=weights)
                 if self.tokenizer is not None:  # model.sample, HellaSwag and model.convert find it beside the weights
                     self.tokenizer.copy_into(tmp / MODEL_DIR)

@@ -6,15 +6,21 @@ import pytest
 
 from model.config import ConfigError, ModelSection, batch_layout, load_config
 from model.gpt import GPTConfig
+from model.sft_config import SFTConfig
 from model.train import main, parse_args, resolve_config
 from tests.support import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
 
 
+def load_shipped(name: str, overrides=()):
+    """A shipped config: fine-tuning's (sft-*.yaml) hold an sft section, read by model.sft's SFTConfig."""
+    return load_config(CONFIGS / name, overrides, **({"config_class": SFTConfig} if name.startswith("sft") else {}))
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_loads(name):
-    config = load_config(CONFIGS / name, ["data.dir=somewhere"])
+    config = load_shipped(name, ["data.dir=somewhere"])
     assert config.data.seq_len <= config.gpt_config().block_size
 
 
@@ -185,7 +191,7 @@ def test_print_config_prints_once_and_refuses_a_batch_the_ranks_cannot_make(monk
 def test_every_shipped_config_fits_every_rank_count(name, world_size):
     """The docs promise the same optimisation on 1 to 64 GPUs: every GPT-2 config fits every rank count. The CPU demo
     (16 sequences a step) cannot be shared by 32 or 64 ranks at all: refused in one line naming the rank count."""
-    config = load_config(CONFIGS / name, ["data.dir=somewhere"])
+    config = load_shipped(name, ["data.dir=somewhere"])
     sequences = config.train.tokens_per_step // config.data.seq_len
     if sequences % world_size:
         assert not name.startswith("gpt2"), f"{name} cannot run on {world_size} ranks"
