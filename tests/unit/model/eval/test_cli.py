@@ -1,0 +1,31 @@
+"""Bad input to `gptstack eval` is one error line and exit code 2, before any model is loaded."""
+import pytest
+
+from model.eval.cli import main
+
+
+def _error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_unknown_task_lists_the_valid_names(capsys, tmp_path):
+    err = _error(["--checkpoint", str(tmp_path), "--suite", "copa,no_such_task"], capsys)
+    assert "no_such_task" in err and "hellaswag" in err
+
+
+def test_a_folder_without_weights(capsys, tmp_path):
+    (tmp_path / "checkpoints" / "step_000002").mkdir(parents=True)
+    err = _error(["--checkpoint", str(tmp_path), "--suite", "copa"], capsys)
+    assert str(tmp_path) in err and "model.safetensors" in err
+
+
+def test_lm_eval_task_yamls_are_written(tmp_path, capsys):
+    main(["--write-lm-eval-tasks", str(tmp_path), "--suite", "winogrande,lambada"])
+    winogrande = (tmp_path / "gptstack_winogrande.yaml").read_text()
+    assert "winogrande_xl/validation/data-00000-of-00001.arrow" in winogrande and "multiple_choice" in winogrande
+    assert "output_type: loglikelihood" in (tmp_path / "gptstack_lambada.yaml").read_text()
+    assert (tmp_path / "gptstack_lm_eval.py").is_file()
