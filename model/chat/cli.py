@@ -14,7 +14,7 @@ import sys
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, exit_with_error
 from model.chat.load import add_model_arguments, load_chat
-from model.chat.session import ChatSession, ContextFullError, Sampling
+from model.chat.session import ChatSession, ContextFullError, Reply, Sampling
 from model.generate import MIN_TEMPERATURE
 
 MAX_NEW_TOKENS = 10**6
@@ -96,8 +96,9 @@ def chat(args: argparse.Namespace) -> None:
             continue
         if not text:
             continue
+        reply = Reply(prompt_tokens=0)
         try:
-            for piece in session.turn(line, sampling):
+            for piece in session.turn(line, sampling, reply):
                 out.write(piece)
                 out.flush()
         except KeyboardInterrupt:  # Ctrl-C stops this reply; the unfinished exchange is not kept
@@ -107,6 +108,9 @@ def chat(args: argparse.Namespace) -> None:
             continue
         out.write("\n")
         out.flush()
+        if not reply.token_ids:
+            print("[empty reply: the model ended its turn at once, as a base model that was never fine-tuned on "
+                  "conversations often does]", file=sys.stderr)
         if session.dropped:
             print(f"[context full: the {session.dropped} oldest message(s) were forgotten]", file=sys.stderr)
 
