@@ -127,7 +127,7 @@ def close_subsets(corpus: HubCorpus, base: str, subset: str) -> str:
     names = sorted(name for name in names if FINEWEB2_SUBSET.fullmatch(name))
     near = difflib.get_close_matches(subset.split("/")[0], names, n=8, cutoff=0.5)
     shown = near or names[:8]
-    return f"; it has {len(names)} configs, e.g. {', '.join(shown)}" if names else ""
+    return f" {base} has {len(names)} config(s); the nearest: {', '.join(shown)}" if names else ""
 
 
 def hub_readers(corpus: HubCorpus, options, rejected_folder: str) -> list[PipelineStep]:
@@ -141,10 +141,13 @@ def hub_readers(corpus: HubCorpus, options, rejected_folder: str) -> list[Pipeli
     except FileNotFoundError:
         files, folder = [], None
     except Exception as e:  # network, authentication (a gated repository): report it before writing anything
-        raise InputError(f"cannot list {root}: {type(e).__name__}: {e}") from None
+        detail = " ".join(str(e).split())  # (the Hub's errors span several lines; ours is one)
+        gated = " (a gated repository: accept its conditions on the Hub, then set HF_TOKEN)" if any(
+            word in detail for word in ("gated", "401", "403")) else ""
+        raise InputError(f"cannot list {root}: {type(e).__name__}: {detail}{gated}") from None
     if not files:
         hint = close_subsets(corpus, base, options.subset) if corpus.listing and options.subset else ""
-        raise InputError(f"{root}: no {corpus.suffix} files (is --subset {options.subset} right?{hint})"
+        raise InputError(f"{root}: no {corpus.suffix} files; is --subset {options.subset} right?{hint}"
                          if options.subset else f"{root}: no {corpus.suffix} files")
     reader = CheckedJsonlReader if corpus.suffix == ".jsonl" else CheckedParquetReader
     return [reader(folder, files, rejected_folder, text_key=options.text_key)]

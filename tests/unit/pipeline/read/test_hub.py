@@ -42,7 +42,7 @@ def test_a_missing_fineweb2_config_lists_the_close_ones_the_mirror_has(tmp_path)
     with pytest.raises(InputError) as error:
         corpus_readers("fineweb-2", SourceOptions(subset="cmn_Hans", hub_mirror=str(tmp_path)), str(tmp_path / "r"))
     assert "data/cmn_Hans/train: no .parquet files" in str(error.value)
-    assert "it has 2 configs, e.g. cmn_Hani" in str(error.value)
+    assert f"{tmp_path} has 2 config(s); the nearest: cmn_Hani" in str(error.value)
 
 
 def test_fineweb2_splits_and_cluster_sizes_from_a_mirror(tmp_path):
