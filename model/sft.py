@@ -132,7 +132,8 @@ class SFTTrainer(Trainer):
         self.chat = ChatFormat.for_tokenizer(self.tokenizer)
         self.data = SFTData(c, self.chat, self.micro_batch, env.rank, env.world_size,
                             say=print if self.is_main else None)
-        self.train_batches, self.data_fingerprint, self.hellaswag = self.data.train, self.data.fingerprint, None
+        self.train_batches, self.data_fingerprint = self.data.train, self.data.fingerprint
+        self.hellaswag = self.suite = None  # pretraining's benchmarks (HellaSwag, eval.suite): not run here
         if self.is_main:  # the output-folder rule and the lock, as model.train
             claim_output_folder(self.run_dir, "model.sft", self.force, "--run-dir", RUN_WRITES,
                                 legacy=lambda path: any((path / name).exists() for name in RUN_FOLDER_SIGNS)
