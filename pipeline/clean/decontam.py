@@ -70,8 +70,8 @@ def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
 class Settings:
     n: int = 13  # word n-grams (GPT-3, lm-eval)
     min_n: int = 8  # shorter word examples are indexed whole from this many words
-    cjk_n: int = 20  # character n-grams for Chinese/Japanese examples
-    cjk_min_n: int = 12
+    cjk_n: int = 25  # character n-grams for Chinese/Japanese examples
+    cjk_min_n: int = 15
     max_examples: int = 10  # an n-gram in more examples than this is a template, not content
 
 

@@ -297,7 +297,7 @@ class Decontaminate(GuardedFilter, BaseFilter):
 
     name = "🧪 Decontaminate"
 
-    def __init__(self, suite: str = "core", n: int = 13, min_n: int = 8, cjk_n: int = 20, cjk_min_n: int = 12,
+    def __init__(self, suite: str = "core", n: int = 13, min_n: int = 8, cjk_n: int = 25, cjk_min_n: int = 15,
                  max_examples: int = 10, min_matches: int = 1, cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         settings = DecontamSettings(n, min_n, cjk_n, cjk_min_n, max_examples)

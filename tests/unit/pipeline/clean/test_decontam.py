@@ -57,9 +57,10 @@ def test_short_examples_whole_templates_left_out():
 
 def test_chinese_character_ngrams():
     index = index_of(ZH, EXAMPLE)
-    assert index.cjk_lengths == {20}
+    assert index.cjk_lengths == {25}
     assert index.match("今天的科学课上，老师讲了一个例子：" + ZH + "同学们都明白了。").index == 0
-    assert index.match("今天的科学课上" + ZH[:19] + "同学们") is None  # 19 characters: below the 20-gram
+    assert index.match("今天的科学课上" + ZH[:26] + "同学们") is None  # 24 characters, 2 commas: no 25-gram
+    assert index.match("今天的科学课上" + ZH[:27] + "同学们").index == 0
     assert index.match("完全无关的新闻报道，讲的是北京的天气和交通情况，没有任何相同的内容。") is None
 
 
