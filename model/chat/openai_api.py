@@ -54,12 +54,27 @@ def number(body: dict, name: str, default, low: float, high: float, integer: boo
     return value
 
 
+def text_parts(messages):
+    """OpenAI's newer content form, a list of {"type": "text", "text": ...} parts, joined into the string it means;
+    any other part (an image) stays a list, which check_messages refuses."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                             and isinstance(p.get("text"), str) for p in content):
+            message = {**message, "content": "".join(p["text"] for p in content)}
+        out.append(message)
+    return out
+
+
 def parse_request(body, engine: ChatEngine, chat_format) -> tuple[list[int], Sampling, bool, bool]:
     """A request body -> (prompt ids, sampling, stream?, include usage in the stream?); BadRequest if not valid."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     try:
-        messages = check_messages(body.get("messages"), "request")
+        messages = check_messages(text_parts(body.get("messages")), "request")
     except GPTStackError as e:
         raise BadRequest(str(e), param="messages") from None
     if messages[-1]["role"] == "assistant":

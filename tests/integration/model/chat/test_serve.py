@@ -74,7 +74,9 @@ def expected(engine, messages, max_tokens, stop=()) -> Reply:
 def test_one_request_gives_the_greedy_reply_with_usage_and_stop(server, engine, run):
     _, _, client = server
     messages = [SYSTEM, {"role": "user", "content": "你好！What is the capital of France?"}]
-    answer = client.chat.completions.create(model="anything", messages=messages, max_tokens=8, **GREEDY)
+    parts = [SYSTEM, {"role": "user", "content": [{"type": "text", "text": "你好！"},  # OpenAI's newer content form
+                                                  {"type": "text", "text": "What is the capital of France?"}]}]
+    answer = client.chat.completions.create(model="anything", messages=parts, max_tokens=8, **GREEDY)
     want = expected(engine, messages, 8)
     assert answer.choices[0].message.content == want.text and want.text.strip()
     assert answer.choices[0].message.role == "assistant" and answer.model == run.name
