@@ -39,9 +39,12 @@ from tiktoken_ext.openai_public import r50k_pat_str
 from gptstack.errors import GPTStackError, exit_with_error
 from gptstack.files import atomic_write
 from gptstack.output_folder import OutputFolderError
+from model.chat.hf_files import chat_export_format
+from model.chat.template import CHATML_TEMPLATE
 from model.checkpoint.weights import load_model, resolve_checkpoint
 from model.run_tokenizer import weights_tokenizer
 from pipeline.tokenizer import Tokenizer
+from pipeline.tokenizer.tokenizer import CHAT_TOKENS
 from pipeline.tokenizer.folder import bytes_to_unicode, merges_from_ranks
 from pipeline.tokenizer.train import PATTERNS
 
@@ -73,8 +76,10 @@ def pre_tokenizer(tokenizer: Tokenizer) -> str:
     return PRE_TOKENIZERS[pattern]
 
 
-def vocabulary(tokenizer: Tokenizer) -> tuple[list[str], list[int], list[str]]:
-    """(tokens, token types, merges) as GGUF stores a byte-level BPE: the token of every id 0..vocab_size-1."""
+def vocabulary(tokenizer: Tokenizer, vocab_size: int | None = None) -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges) as GGUF stores a byte-level BPE: the token of every id 0..vocab_size-1 (a GPT-2
+    model fine-tuned for chat has 2 ids more than its tokenizer: <|im_start|>, <|im_end|>, model/chat)."""
+    vocab_size = vocab_size or tokenizer.vocab_size
     encoding = tokenizer.encoding
     ranks = tokenizer.folder.ranks if tokenizer.folder else encoding._mergeable_ranks
     specials = tokenizer.folder.meta["special_tokens"] if tokenizer.folder else encoding._special_tokens
@@ -82,9 +87,11 @@ def vocabulary(tokenizer: Tokenizer) -> tuple[list[str], list[int], list[str]]:
     as_text = lambda token: "".join(to_text[byte] for byte in token)  # noqa: E731
     by_id: dict[int, tuple[str, int]] = {rank: (as_text(token), gguf.TokenType.NORMAL) for token, rank in ranks.items()}
     by_id.update({token_id: (text, gguf.TokenType.CONTROL) for text, token_id in specials.items()})
-    if sorted(by_id) != list(range(tokenizer.vocab_size)):  # a tiktoken encoding with holes in its ids
-        raise GGUFExportError(f"tokenizer {tokenizer.label}: its ids are not 0..{tokenizer.vocab_size - 1} each once")
-    tokens, types = zip(*(by_id[i] for i in range(tokenizer.vocab_size)))
+    if vocab_size > tokenizer.vocab_size:
+        by_id.update({tokenizer.special_id(text): (text, gguf.TokenType.CONTROL) for text in CHAT_TOKENS})
+    if sorted(by_id) != list(range(vocab_size)):  # a tiktoken encoding with holes in its ids
+        raise GGUFExportError(f"tokenizer {tokenizer.label}: its ids are not 0..{vocab_size - 1} each once")
+    tokens, types = zip(*(by_id[i] for i in range(vocab_size)))
     merges = [f"{as_text(a)} {as_text(b)}" for a, b in merges_from_ranks(ranks)]
     return list(tokens), [int(t) for t in types], merges
 
@@ -136,11 +143,12 @@ def _add_hyperparameters(writer: gguf.GGUFWriter, config) -> None:
 def write_gguf(model: torch.nn.Module, tokenizer: Tokenizer, path: str | Path, name: str = "model") -> Path:
     """Write `model` with `tokenizer` (the one it was trained with) to the GGUF file `path`, atomically."""
     config, path = model.config, Path(path)
-    if tokenizer.vocab_size != config.vocab_size:
+    chat = chat_export_format(tokenizer, config.vocab_size)  # ChatML's ids, when the model has their rows
+    if config.vocab_size not in (tokenizer.vocab_size, chat.vocab_size if chat else None):
         raise GGUFExportError(f"tokenizer {tokenizer.label} has {tokenizer.vocab_size:,} ids but the model "
                               f"{config.vocab_size:,}")
     pre = pre_tokenizer(tokenizer)
-    tokens, types, merges = vocabulary(tokenizer)
+    tokens, types, merges = vocabulary(tokenizer, config.vocab_size)
     tensors = gguf_tensors(model)
 
     def write(temp: Path) -> None:
@@ -158,6 +166,9 @@ def write_gguf(model: torch.nn.Module, tokenizer: Tokenizer, path: str | Path, n
         writer.add_eos_token_id(tokenizer.eot_token)
         writer.add_add_bos_token(False)
         writer.add_add_eos_token(False)
+        if chat is not None:  # llama.cpp's chat tools format turns with it and stop at <|im_end|>
+            writer.add_chat_template(CHATML_TEMPLATE)
+            writer.add_eot_token_id(chat.im_end)
         for tensor_name, array in tensors.items():
             writer.add_tensor(tensor_name, array)
         writer.write_header_to_file()

@@ -5,6 +5,7 @@ Sources (`sft.data`, `sft.val_data`):
                                 {"messages": [{"role": ..., "content": ...}, ...]}          OpenAI form
                                 {"instruction": ..., "input": ..., "output": ..., "system"?} Alpaca form
                                 {"conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}  ShareGPT form
+                                {"conversations": [{"role": ..., "content": ...}]}          MiniMind's form
     hf:NAME[:CONFIG]:SPLIT    the same forms streamed from the Hugging Face Hub (needs sft.limit), e.g.
                                 hf:HuggingFaceTB/smoltalk:all:train
 
@@ -41,6 +42,8 @@ def to_messages(record, where: str, form: str = "auto") -> list:
     if form in ("auto", "messages") and "messages" in record:
         return record["messages"]
     if form == "auto" and "conversations" in record and isinstance(record["conversations"], list):
+        if all(isinstance(turn, dict) and "role" in turn for turn in record["conversations"]):
+            return record["conversations"]  # MiniMind's sft_*.jsonl: OpenAI turns under "conversations"
         turns = []
         for index, turn in enumerate(record["conversations"]):
             if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:

@@ -24,6 +24,8 @@ def test_alpaca_and_sharegpt_lines_become_messages():
         {"role": "assistant", "content": "cat"}]
     assert to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, "x") \
         == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    minimind = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"}]
+    assert to_messages({"conversations": minimind}, "x") == minimind
 
 
 @pytest.mark.parametrize("line, says", [
