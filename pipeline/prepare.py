@@ -31,7 +31,7 @@ from gptstack.errors import GPTStackError, InputError, ShardError, exit_with_err
 from gptstack.output_folder import claim_output_folder
 from gptstack.folder_lock import FolderLock, describe_takeover
 from pipeline.clean import build_cleaning_steps, configure_html_readers, parse_languages, recipe_for, write_report
-from pipeline.clean.chain import CleaningPlan
+from pipeline.clean.chain import CleaningPlan, cleaning_options
 from pipeline.dedup import (DEDUP_FILTER_STAGE, DUPLICATES_FOLDER, DedupConfig, dedup_enabled, dedup_report,
                             dedup_stages, parse_dedup_section)
 from pipeline.dedup.rehydrate import Rehydrate, plan_rehydration, rehydrate_stage, rehydration_summary
@@ -120,7 +120,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
-                                         get_tokenizer("gpt2") if tokenizer.trains else tokenizer.tokenizer)
+                                         get_tokenizer("gpt2") if tokenizer.trains else tokenizer.tokenizer,
+                                         **cleaning_options(args))  # --language-gate, --extractor
     cleaning = cleaning_plan.steps  # (the plan's steps: empty when the recipe has nothing to do)
     dedup_config = parse_dedup_section(recipe.path, recipe.dedup,  # checked even when dedup is off
                                        [step.step for step in recipe.enabled_steps()])
@@ -143,7 +144,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     # Steps 1-4. A stage is reused on a rerun only when it was made by exactly this configuration (stages.py).
     read_config = {"corpus": args.corpus, "source": vars(options), "limit": args.limit,
                    "inputs": input_signature(readers),
-                   "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages}
+                   "recipe": Path(recipe.path).read_text(encoding="utf-8"), "languages": languages,
+                   **({"pages": cleaning_options(args)} if args.language_gate != "auto" or args.extractor else {})}
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "staged", ignore_errors=True)
     # a trained tokenizer joins the step once it exists (train_on_shuffled, below)

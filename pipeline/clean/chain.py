@@ -27,6 +27,8 @@ from pipeline.tokenizer.tokenizer import Tokenizer
 RECIPE_BY_CORPUS = {"commoncrawl": "fineweb"}
 DEFAULT_RECIPE = "none"
 WORD_SPLITTING_STEPS = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
+EXTRACTORS = ("trafilatura", "resiliparse")
+AUTO_GATE_OFF = ["en"]  # --language-gate auto leaves FineWeb's English run (the default) as published  # steps that turn a page's HTML into its main text (HTML input only)
 
 
 DEFAULT_RECIPE_HELP = ("fineweb for --corpus commoncrawl (raw web pages), none for corpora that are already clean "
@@ -43,6 +45,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser, default_recipe_help: str 
                        help="comma-separated ISO 639-1 codes the language filter keeps, e.g. en or en,es,fr "
                             "(fastText lid.176 codes); 'all' keeps any language identified with enough "
                             "confidence (default: en)")
+    group.add_argument("--language-gate", choices=("auto", "on", "off"), default="auto",
+                       help="WARC input: skip, before extraction, pages that cannot be in a kept language (their "
+                            "script, or fastText on a crude tag strip; pipeline/clean/gate.py). auto (default): on "
+                            "when --languages is anything but en alone (FineWeb's English run stays as published)")
+    group.add_argument("--extractor", choices=EXTRACTORS, default=None,
+                       help="main-text extraction of WARC pages: trafilatura (FineWeb's, the default) or resiliparse "
+                            "(DCLM's, several times faster, keeps more boilerplate; docs/data.md)")
+
+
+def cleaning_options(args: argparse.Namespace) -> dict:
+    """build_cleaning_steps' keyword arguments from --language-gate and --extractor."""
+    gate = getattr(args, "language_gate", "auto")
+    return {"language_gate": None if gate == "auto" else gate == "on", "extractor": getattr(args, "extractor", None)}
 
 
 def parse_languages(value: str | None) -> list[str] | None:
@@ -128,7 +143,8 @@ class CleaningPlan:
 
 def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | None = ("en",),
                          html_input: bool = False, tokenizer: Tokenizer | None = None,
-                         shared_word_split: bool = True) -> CleaningPlan:
+                         shared_word_split: bool = True, language_gate: bool | None = None,
+                         extractor: str | None = None) -> CleaningPlan:
     """The recipe's steps, ready to follow the reader(s) in a datatrove pipeline (`plan.steps`).
 
     html_input: the reader yields raw HTML (WARC): the extraction step runs (added with FineWeb's settings if the
@@ -136,6 +152,9 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         HTML are left out (the URL filter still runs; documents without a URL pass it).
     shared_word_split: give the word-splitting filters one SharedWordTokenizer per language (the faster, identical
         path); False uses datatrove's own tokenizer (the reference the benchmark compares against).
+    language_gate: with html_input, the language gate runs right before extraction (pipeline/clean/gate.py);
+        None: when `languages` is anything but ["en"] (AUTO_GATE_OFF). A recipe that names the step decides itself.
+    extractor: replace the recipe's extraction step by this one (trafilatura, resiliparse); None: the recipe's.
     """
     languages = list(languages) if languages else None
     plan = CleaningPlan(recipe, languages, work_dir, examples=recipe.report.get("examples", 3))
@@ -143,7 +162,7 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         return plan  # nothing to do: text in, text out, no report
     counted = tokenizer or Tokenizer("gpt2")  # the report counts tokens of the run's tokenizer (GPT-2's by default)
     count_tokens = TokenCounter(counted) if recipe.report.get("count_tokens", True) else None
-    recipe_steps = [s for s in recipe.enabled_steps() if html_input or s.step != "trafilatura"]
+    recipe_steps = [s for s in recipe.enabled_steps() if html_input or s.step not in EXTRACTORS + ("language_gate",)]
     names = [s.step for s in recipe_steps]
     for position, step in enumerate(recipe_steps):
         if (step.applies_to or (step.per_language and step.step != "language_filter")) \
@@ -154,9 +173,11 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
     if not html_input and count_tokens:
         plan.count_tokens = CountTokens(count_tokens)
         plan.steps.append(plan.count_tokens)
-    if html_input and "trafilatura" not in names:
+    if html_input and not set(EXTRACTORS) & set(names):
         insert_at = names.index("url_filter") + 1 if "url_filter" in names else 0
         recipe_steps.insert(insert_at, RecipeStep("trafilatura", {"favour_precision": True}))
+    if html_input:
+        recipe_steps = page_steps(recipe, recipe_steps, languages, language_gate, extractor)
     word_tokenizers: dict[str, SharedWordTokenizer] = {}
 
     def word_split(code: str):
@@ -175,7 +196,7 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
         kwargs.update(exclusion_writer=exclusion_writer(folder), count_tokens=count_tokens)
         if issubclass(step_class, (GuardedFilter, GuardedTransform)):
             kwargs["applies_to"] = step.applies_to
-        if step.step == "language_filter":
+        if step.step in ("language_filter", "language_gate"):
             kwargs["languages"] = languages
         judged = judged_languages(registry, languages) if step.per_language else []
         try:
@@ -200,6 +221,26 @@ def build_cleaning_steps(recipe: Recipe, work_dir: str, languages: list[str] | N
     return plan
 
 
+def page_steps(recipe: Recipe, steps: list[RecipeStep], languages: list[str] | None, language_gate: bool | None,
+               extractor: str | None) -> list[RecipeStep]:
+    """The recipe's steps with the chosen extractor in place of its own, and the language gate right before it when
+    it can rule pages out (some languages kept, each of a script or Latin language the gate knows)."""
+    from pipeline.clean.gate import GateRule
+
+    steps = list(steps)
+    at = next(i for i, s in enumerate(steps) if s.step in EXTRACTORS)
+    if extractor and steps[at].step != extractor:
+        steps[at] = RecipeStep(extractor)
+    named = any(s.step == "language_gate" for s in recipe.steps)  # the recipe's own choice, enabled or not
+    if language_gate is False:
+        return [s for s in steps if s.step != "language_gate"]
+    if language_gate is None and languages == AUTO_GATE_OFF:
+        return steps
+    if not named and languages and not GateRule(languages).open:
+        steps.insert(at, RecipeStep("language_gate"))
+    return steps
+
+
 def is_html_reader(step: PipelineStep) -> bool:
     """Whether `step` yields raw HTML, which the recipe's extraction step must turn into text."""
     return isinstance(step, CheckedWarcReader)
@@ -215,5 +256,6 @@ def configure_html_readers(readers: list[PipelineStep], recipe: Recipe) -> bool:
     return bool(html_readers)
 
 
-__all__ = ["add_cli_arguments", "parse_languages", "recipe_for", "build_cleaning_steps", "CleaningPlan",
-           "PlannedStep", "is_html_reader", "configure_html_readers", "RECIPE_BY_CORPUS"]
+__all__ = ["add_cli_arguments", "cleaning_options", "EXTRACTORS", "parse_languages", "recipe_for",
+           "build_cleaning_steps", "CleaningPlan", "PlannedStep", "page_steps", "is_html_reader",
+           "configure_html_readers", "RECIPE_BY_CORPUS"]

@@ -217,7 +217,8 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
         for doc in found:
             meta = doc.get("metadata", {})
             where = meta.get("url") or doc.get("id")
-            text = "" if s["step"] == "trafilatura" else doc.get("text", "")  # raw HTML is not worth quoting
+            raw_html = s["step"] in ("language_gate", "trafilatura", "resiliparse")
+            text = "" if raw_html else doc.get("text", "")  # raw HTML is not worth quoting
             lines += [f"- reason `{drop_reason(meta)}` - `{where}`"
                       + (f" - {meta['error']}" if meta.get("error") else ""), ""]
             if text:

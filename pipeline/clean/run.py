@@ -25,8 +25,8 @@ from datatrove.pipeline.writers import JsonlWriter
 from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, InputError, exit_with_error
 from gptstack.output_folder import claim_output_folder
-from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, configure_html_readers, parse_languages,
-                                  recipe_for)
+from pipeline.clean.chain import (add_cli_arguments, build_cleaning_steps, cleaning_options, configure_html_readers,
+                                  parse_languages, recipe_for)
 from pipeline.clean.report import write_report
 from pipeline.read.corpora import SourceOptions, corpus_of_files, corpus_readers
 from pipeline.read.readers import SKIP_REASONS, LimitDocuments, count_skipped
@@ -40,14 +40,18 @@ DEFAULT_RECIPE_HELP = ("fineweb for WARC input (raw web pages), none for jsonl/p
                        "--recipe fineweb to clean it)")
 
 
+DEFAULT_OPTIONS = {"language_gate": None, "extractor": None}  # (a rerun with these resumes an older run's stage)
+
+
 def clean(inputs: str, output: str, recipe: str | None = None, languages: list[str] | None = ("en",),
           workers: int | None = None, tasks: int | None = None, limit: int | None = None, restart: bool = False,
-          shared_word_split: bool = True, force: bool = False) -> dict:
+          shared_word_split: bool = True, force: bool = False, options: dict | None = None) -> dict:
     """Readers -> `limit` -> recipe -> kept/*.jsonl.gz, as one resumable stage; returns the report's summary.
 
     recipe: a name or a path; None: the default of the input's corpus (fineweb for WARC, none for text).
     workers, tasks, limit: as `pipeline.prepare`'s (None: its defaults; `limit` is a total over all tasks).
     force: write into an `output` that is not new, empty or clean's own (see the module docstring).
+    options: build_cleaning_steps' language_gate and extractor (--language-gate, --extractor).
     """
     out = Path(output).absolute()
     corpus = corpus_of_files(inputs)
@@ -55,7 +59,7 @@ def clean(inputs: str, output: str, recipe: str | None = None, languages: list[s
     cleaning_recipe = recipe_for(recipe, corpus)
     html_input = configure_html_readers(readers, cleaning_recipe)
     plan = build_cleaning_steps(cleaning_recipe, str(out), languages, html_input,
-                                shared_word_split=shared_word_split)
+                                shared_word_split=shared_word_split, **(options or {}))
     settings = ExecutorSettings()
     counts = size_tasks(settings, readers, tasks, workers, limit)
     # the first thing written: our marker, in a new or empty folder, our own, or with --force
@@ -66,7 +70,8 @@ def clean(inputs: str, output: str, recipe: str | None = None, languages: list[s
     kept = JsonlWriter(str(out / "kept"), output_filename="${rank}.jsonl.gz")
     pipeline = [*readers, *([LimitDocuments(limit)] if limit else []), *plan.steps, kept]
     config = {"inputs": input_signature(readers), "limit": limit, "languages": plan.languages,
-              "recipe": Path(cleaning_recipe.path).read_text(encoding="utf-8")}
+              "recipe": Path(cleaning_recipe.path).read_text(encoding="utf-8"),
+              **({"pages": options} if options and options != DEFAULT_OPTIONS else {})}
     stage = Stage(STAGE, pipeline, counts.tasks,
                   [out / "kept", out / "excluded", out / "kept_examples", out / "rejected"], config)
     executors = ExecutorFactory(settings, counts.workers, out)
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, flag) is not None and getattr(args, flag) < 1:
                 raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
         summary = clean(args.input, args.output, args.recipe, parse_languages(args.languages), args.workers,
-                        args.tasks, args.limit, args.restart, force=args.force)
+                        args.tasks, args.limit, args.restart, force=args.force, options=cleaning_options(args))
     except GPTStackError as error:
         exit_with_error(error)
     docs, output = summary["documents"], Path(args.output)

@@ -28,7 +28,9 @@ from gptstack.files import atomic_write
 from pipeline.clean.decontam import Settings as DecontamSettings
 from pipeline.clean.decontam_index import cached_index, load_index
 from pipeline.clean.extraction import CpuBudgetExceeded, CpuBudgetSandbox, wall_backstop
+from pipeline.clean.gate import LanguageGate
 from pipeline.clean.langid import OfflineLanguageFilter
+from pipeline.clean.resiliparse_extract import resiliparse_text
 from pipeline.tokenizer.tokenizer import Tokenizer
 
 
@@ -236,6 +238,25 @@ class CleanTrafilatura(GuardedTransform, Trafilatura):
         return super().failure(error)
 
 
+class CleanResiliparse(GuardedTransform, PipelineStep):
+    """Resiliparse's main-text extraction, DCLM's call (`--extractor resiliparse`; resiliparse_extract.py); a page
+    with no main text is kept aside like Trafilatura's."""
+
+    name, type, counts_every_document = "⛏ Resiliparse", "🛢 - EXTRAC", True
+
+    def __init__(self, main_content: bool = True, alt_texts: bool = True, list_bullets: bool = True,
+                 links: bool = False, preserve_formatting: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.options = dict(main_content=main_content, alt_texts=alt_texts, list_bullets=list_bullets, links=links,
+                            preserve_formatting=preserve_formatting)
+
+    def new_text(self, doc: Document, session) -> str:
+        text = resiliparse_text(doc.text, **self.options)
+        if not (text and text.strip()):
+            raise Unusable("no_main_text")
+        return text
+
+
 class CleanPII(GuardedTransform, PIIFormatter):
     """datatrove's PII formatter (emails and public IPs replaced); a crash keeps the document aside."""
 
@@ -376,7 +397,9 @@ class _NoWriter:
 # The recipe's step names -> the classes that run them.
 STEP_CLASSES: dict[str, type] = {
     "url_filter": CleanURLFilter,
+    "language_gate": LanguageGate,
     "trafilatura": CleanTrafilatura,
+    "resiliparse": CleanResiliparse,
     "language_filter": CleanLanguageFilter,
     "gopher_repetition": CleanGopherRepetition,
     "gopher_quality": CleanGopherQuality,
