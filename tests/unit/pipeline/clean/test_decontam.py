@@ -90,3 +90,23 @@ def test_recipe_step_checks_its_suite(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RecipeError, match="need 1 <= min_n <= n"):
         build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=False)
+
+
+def test_fetched_chinese_tasks_are_indexed_by_characters_without_their_frame(tmp_path, monkeypatch):
+    folder = tmp_path / "eval" / "ceval" / "val"
+    folder.mkdir(parents=True)
+    question = "小明把一杯热水放进冰箱里，过了半个小时以后拿出来，发现杯子里的水变凉了，这说明冰箱能够"
+    subject = folder / "physics_val.csv"  # C-Eval's published layout and header
+    subject.write_text(f"id,question,A,B,C,D,answer\n0,{question},降低温度,升高温度,加热物体,产生热量,A\n",
+                       encoding="utf-8")
+    monkeypatch.setenv("GPTSTACK_EVAL_DATA", str(tmp_path / "eval"))
+    monkeypatch.setattr(eval_data, "_CACHE", {})
+    folder = cached_index("copa,ceval", cache_dir=tmp_path / "cache")
+    index = load_index(folder)
+    assert index.cjk_lengths == {25} and index.stats["ceval"]["covered"] == 1
+    match = index.match("网友转帖：" + question + "降低温度。大家怎么看？")
+    assert (match.task, match.index) == ("ceval", 0)
+    assert index.match("以下是关于physics的单项选择题。题目：今天天气很好答案：") is None  # the frame is not content
+    subject.write_text(subject.read_text(encoding="utf-8").replace(",A\n", ",B\n"), encoding="utf-8")
+    monkeypatch.setattr(eval_data, "_CACHE", {})
+    assert cached_index("copa,ceval", cache_dir=tmp_path / "cache") != folder  # changed files: a new index
