@@ -24,6 +24,7 @@ import numpy as np
 from filelock import FileLock
 
 from gptstack import eval_chinese, eval_data
+from gptstack.errors import InputError
 from pipeline.clean.decontam import NGramIndex, Settings
 
 FORMAT = 1  # bump when the files or the normalisation change
@@ -73,11 +74,15 @@ def cached_index(suite: str, settings: Settings = Settings(), cache_dir: str | o
     folder = root / index_key(tasks, settings)
     if (folder / "index.json").is_file():
         return folder
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{folder}.lock"):  # one process builds, the others (workers, parallel tests) wait and read it
-        if not (folder / "index.json").is_file():
-            save_index(NGramIndex.build(suite_examples(tasks), settings), folder,
-                       {"suite": suite, "tasks": tasks, "settings": asdict(settings)})
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{folder}.lock"):  # one process builds, the others (workers, parallel tests) wait and read it
+            if not (folder / "index.json").is_file():
+                save_index(NGramIndex.build(suite_examples(tasks), settings), folder,
+                           {"suite": suite, "tasks": tasks, "settings": asdict(settings)})
+    except OSError as error:  # e.g. a read-only home: one line naming the folder, not a traceback
+        raise InputError(f"cannot write the decontamination index in {root} ({error.strerror or error}); "
+                         f"give the step a writable cache_dir") from None
     return folder
 
 

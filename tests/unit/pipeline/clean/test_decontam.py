@@ -90,6 +90,11 @@ def test_recipe_step_checks_its_suite(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RecipeError, match="need 1 <= min_n <= n"):
         build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=False)
+    (tmp_path / "a-file").write_text("")
+    step["params"].update(min_n=8, cache_dir=str(tmp_path / "a-file" / "cache"))  # not a folder it can write
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=r"step decontaminate: suite 'copa': cannot write the decontamination index"):
+        build_cleaning_steps(load_recipe(str(path)), str(tmp_path), ["en"], html_input=False)
 
 
 def test_fetched_chinese_tasks_are_indexed_by_characters_without_their_frame(tmp_path, monkeypatch):
