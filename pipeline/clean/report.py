@@ -195,6 +195,12 @@ def _markdown(summary: dict, examples_folder: str, examples: int, report_dir: Pa
                      reverse=True)
     lines += ["## Top drop reasons", "", "| step | reason | documents |", "|---|---|---:|"]
     lines += [f"| {step} | {reason} | {n:,} |" for n, step, reason in reasons[:15]] + [""]
+    for s in (s for s in steps if s["step"] == "decontaminate"):  # every task, not only the top reasons
+        lines += ["## Contaminated documents per evaluation task (docs/decontamination.md)", "",
+                  f"{sum(s['dropped'].values()):,} of {s['docs_in']:,} documents shared an n-gram with an example.", ""]
+        lines += ["| task | documents |", "|---|---:|"] + [
+            f"| {reason.removeprefix('contaminated_')} | {n:,} |"
+            for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1])] + [""] if s["dropped"] else []
     if summary["languages_detected"]:
         lines += ["## Languages detected (fastText lid.176, before the language filter)", "",
                   "| language | documents |", "|---|---:|"]

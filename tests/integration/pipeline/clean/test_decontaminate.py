@@ -42,6 +42,7 @@ def test_planted_examples_are_excluded_with_task_and_example(shared_data, tmp_pa
     assert step["dropped"] == {"contaminated_arc_challenge": 1, "contaminated_hellaswag": 1}
     markdown = (out / "cleaning" / "report.md").read_text()
     assert "| decontaminate | contaminated_hellaswag | 1 |" in markdown
+    assert f"2 of {step['docs_in']} documents shared an n-gram" in markdown and "| arc_challenge | 1 |" in markdown
     excluded = [json.loads(line) for path in sorted((out / step["exclusion_folder"]).glob("*.jsonl.gz"))
                 for line in gzip.open(path, "rt")]
     found = {doc["id"].rsplit("/", 1)[-1]: doc["metadata"]["contamination"] for doc in excluded}
