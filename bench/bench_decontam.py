@@ -18,7 +18,7 @@ and what it costs inside the cleaning chain.
 Writes bench/results/decontam.{json,md}.
 
     python bench/bench_decontam.py [--per-task 150] [--rounds 3]
-    python bench/bench_decontam.py --quick      # small sizes: does it run?
+    python bench/bench_decontam.py --quick      # small sizes: does it run? (prints, writes nothing)
 """
 import argparse
 import gzip
@@ -247,10 +247,10 @@ def main() -> None:
     result["prepare_100_docs_wall_seconds"] = {"on": spread(on), "off": spread(off),
                                                "added": round(statistics.median(on) - statistics.median(off), 3)}
 
-    RESULTS.mkdir(exist_ok=True)
-    name = "decontam_quick" if args.quick else "decontam"
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(result))
+    if not args.quick:  # (a quick run's numbers are not results)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "decontam.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        (RESULTS / "decontam.md").write_text(markdown(result))
     print(markdown(result))
 
 
