@@ -329,13 +329,15 @@ class Decontaminate(GuardedFilter, BaseFilter):
             self.index_folder = str(cached_index(str(suite), settings, cache_dir))  # built here, once, if new
         except GPTStackError as error:
             raise ValueError(f"suite {suite!r}: {error}") from None
-        self.min_matches, self._index = min_matches, None
+        self.min_matches, self._index, self._build = min_matches, None, (str(suite), settings, cache_dir)
 
     def __getstate__(self):  # workers map the index files themselves
         return {**self.__dict__, "_index": None}
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._index is None:
+            if not Path(self.index_folder, "index.json").is_file():  # a worker on another machine (Slurm, Ray)
+                self.index_folder = str(cached_index(*self._build))
             self._index = load_index(self.index_folder)
         match = self._index.match(doc.text)
         if match is None or match.ngrams < self.min_matches:

@@ -115,3 +115,19 @@ def test_fetched_chinese_tasks_are_indexed_by_characters_without_their_frame(tmp
     subject.write_text(subject.read_text(encoding="utf-8").replace(",A\n", ",B\n"), encoding="utf-8")
     monkeypatch.setattr(eval_data, "_CACHE", {})
     assert cached_index("copa,ceval", cache_dir=tmp_path / "cache") != folder  # changed files: a new index
+
+
+def test_a_worker_without_the_parents_cache_builds_its_own(tmp_path):
+    import pickle
+    import shutil
+
+    from datatrove.data import Document
+
+    from pipeline.clean.steps import Decontaminate
+
+    step = Decontaminate(suite="copa", cache_dir=str(tmp_path / "cache"))
+    shutil.rmtree(tmp_path / "cache")  # as on a Slurm node that cannot see the machine that planned the run
+    worker = pickle.loads(pickle.dumps(step))
+    example = eval_data.load_examples("copa")[3]
+    result = worker.filter(Document(text=HOST + contamination_text(example) + HOST, id="x"))
+    assert result == (False, "contaminated_copa") and (tmp_path / "cache").is_dir()
