@@ -107,6 +107,13 @@ class EvalSection:
     hellaswag: str | None = None  # path of hellaswag_val.jsonl, "download" (needs internet), or null = off
     hellaswag_every: int = 0  # 0 = whenever validation runs
     hellaswag_examples: int | None = None  # evaluate only the first N examples (null = all 10042)
+    # The offline task suite (docs/evaluation.md): "quick", "core" or task names, logged as eval/<task> and
+    # eval/<suite>_centered; null = off. It replaces the HellaSwag number above (its hellaswag is lm-eval's).
+    suite: str | None = None
+    suite_every: int = 0  # 0 = whenever validation runs (and at the end)
+    suite_limit: int | None = 100  # the first N examples of each task (null = all)
+    suite_shots: int = 0  # few-shot examples per question (0: short rows, cheap)
+    suite_batch_size: int = 32  # rows (one per choice) per forward pass
 
 
 @dataclass
@@ -316,6 +323,9 @@ RANGES = {
     "data.packing_window": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
     "eval.val_batches": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
     "eval.hellaswag_examples": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,} (or null: all)"),
+    "eval.suite_limit": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,} (or null: all)"),
+    "eval.suite_shots": (lambda v: 0 <= v <= 25, "from 0 to 25"),
+    "eval.suite_batch_size": (lambda v: 1 <= v <= 4096, "from 1 to 4,096"),
     "checkpoint.keep_last": (lambda v: 1 <= v <= 2**20, f"from 1 to {2**20:,}"),
     "log.every": (lambda v: 1 <= v <= MAX_COUNT, f"from 1 to {MAX_COUNT:,}"),
 }

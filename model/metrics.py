@@ -78,6 +78,8 @@ EVAL_PREFIXES = ("val_", "hellaswag")  # the keys an evaluation record adds (mod
 def tensorboard_tag(key: str) -> str:
     """`eval/val_loss`, `eval/hellaswag_acc_token_norm`: every evaluation under one prefix, whatever its name;
     `train/loss`, `train/lr`, ... for the rest."""
+    if key.startswith("eval/"):  # the task suite's keys (model/eval/in_loop.py) carry their prefix
+        return key
     return f"eval/{key}" if key.startswith(EVAL_PREFIXES) else f"train/{key}"
 
 

@@ -133,6 +133,8 @@ class Trainer:
         if c.eval.hellaswag:
             from model.evaluation import hellaswag_path, load_hellaswag
             self.hellaswag = load_hellaswag(hellaswag_path(c.eval.hellaswag), c.eval.hellaswag_examples)
+        from model.eval.in_loop import in_loop_suite  # eval.suite: its examples read and checked here too
+        self.suite = in_loop_suite(c.eval, self.tokenizer.encoding, self.gpt_config.block_size)
         if self.is_main:
             # One trainer per run folder (gptstack/folder_lock.py); under it, unfinished saves go before anything
             # counts the folder's checkpoints or free space.
@@ -213,6 +215,10 @@ class Trainer:
             plan = self.data.plan(c.train.max_steps * c.train.tokens_per_step)
             if plan:
                 print(plan, flush=True)
+        if self.suite:  # a timed first pass: the plan line's cost, and the curve's starting point
+            self.metrics.log({"step": self.step, **self.suite.run(self.engine, self.device)})
+            if self.is_main:
+                print(self.suite.plan_line(self.suite.spent, c.eval.every), flush=True)
 
     def new_model(self) -> torch.nn.Module:
         """The model before DeepSpeed wraps it: fresh, of model.arch's family (model.sft starts from a base's)."""
@@ -264,6 +270,8 @@ class Trainer:
         if self.hellaswag and hellaswag_every and (self.step % hellaswag_every == 0 or self.step == c.train.max_steps):
             record[HELLASWAG_METRIC] = hellaswag_accuracy(self.engine, self.hellaswag, self.tokenizer.encoding,
                                                          self.env.rank, self.env.world_size, self.device)
+        if self.suite and self.suite.due(self.step, final=self.step == c.train.max_steps):
+            record.update(self.suite.run(self.engine, self.device))
         return record
 
     def save(self) -> Path:

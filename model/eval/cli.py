@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shots", type=int, default=None,
                         help="few-shot examples before each question, for every task (default: each task's "
                              "DCLM CORE count; 0 for a fast, short-context run)")
-    parser.add_argument("--batch-size", type=int, default=16, help="rows (one per choice) per forward pass (16)")
+    parser.add_argument("--batch-size", type=int, default=32, help="rows (one per choice) per forward pass (32)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--output", help="folder for results.json + results.md (+ the plot); default: print only")
     parser.add_argument("--log-samples", action="store_true",
@@ -134,7 +134,7 @@ def plot_command(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     if args.fetch:
-        from model.eval.chinese import fetch
+        from gptstack.eval_chinese import fetch
         if not args.to:
             raise InputError("--fetch needs --to DIR (the folder to download into)")
         fetch(args.fetch, Path(args.to))

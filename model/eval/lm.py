@@ -32,6 +32,22 @@ class EvalModel:
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def logits_at(self, idx: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """(K, V) logits of positions (rows[k], columns[k]) only: the ones a continuation is scored at."""
+        return self.logits(idx)[rows, columns]
+
+
+class _HeadAt(torch.nn.Module):
+    """The output head applied to chosen positions only: with a 50k vocabulary the head is most of a small model's
+    forward pass, and a choice is scored at a few of the row's positions."""
+
+    def __init__(self, head: torch.nn.Module, rows: torch.Tensor, columns: torch.Tensor):
+        super().__init__()
+        self.head, self.rows, self.columns = head, rows, columns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[self.rows, self.columns])
+
 
 class OurModel(EvalModel):
     def __init__(self, model, encoding, name: str, device: torch.device):
@@ -44,6 +60,17 @@ class OurModel(EvalModel):
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)[0]
+
+    def logits_at(self, idx: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        module = getattr(self.model, "module", self.model)  # a DeepSpeed engine's model, or the model
+        head = getattr(module, "lm_head", None)
+        if not isinstance(head, torch.nn.Linear):
+            return super().logits_at(idx, rows, columns)
+        module.lm_head = _HeadAt(head, rows, columns)  # both families call self.lm_head(x) on the final hidden x
+        try:
+            return self.model(idx)[0]
+        finally:
+            module.lm_head = head
 
 
 class HFModel(EvalModel):

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from gptstack.eval_data import TASKS, Example, fewshot_prefix, load_examples, requests
 from model.eval.lm import EvalModel, encode_pair
@@ -65,14 +64,18 @@ def score_rows(lm: EvalModel, rows: list[tuple[tuple[int, ...], int]], batch_siz
         idx = torch.zeros((len(batch), width), dtype=torch.long)
         for r, (ids, _) in enumerate(batch):
             idx[r, : len(ids) - 1] = torch.tensor(ids[:-1])
-        logits = lm.logits(idx.to(lm.device))
-        for r, (ids, n) in enumerate(batch):
-            end = len(ids) - 1
-            row_logits = logits[r, end - n:end].float()
-            targets = torch.tensor(ids[-n:], device=row_logits.device)
-            logprobs = F.log_softmax(row_logits, dim=-1)
-            total = logprobs.gather(1, targets[:, None]).sum().item()
-            out[(ids, n)] = (total, bool((row_logits.argmax(-1) == targets).all()))
+        at_rows = torch.tensor([r for r, (ids, n) in enumerate(batch) for _ in range(n)], device=lm.device)
+        at_columns = torch.tensor([c for ids, n in batch for c in range(len(ids) - 1 - n, len(ids) - 1)],
+                                  device=lm.device)
+        logits = lm.logits_at(idx.to(lm.device), at_rows, at_columns).float()  # (all scored positions, V)
+        targets = torch.tensor([t for ids, n in batch for t in ids[-n:]], device=logits.device)
+        # one pass over the batch's positions: log p(target) = logit(target) - logsumexp(logits)
+        token_ll = (logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
+        token_greedy = (logits.argmax(dim=-1) == targets).tolist()
+        offset = 0
+        for ids, n in batch:
+            out[(ids, n)] = (sum(token_ll[offset:offset + n]), all(token_greedy[offset:offset + n]))
+            offset += n
         if progress is not None:
             progress.update(len(batch))
     return [out[row] for row in rows]
