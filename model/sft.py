@@ -166,7 +166,8 @@ class SFTTrainer(Trainer):
         model = weights.build_model(self.gpt_config, state, self.base_weights).train()
         if self.config.sft.lora_rank:
             from model.chat.lora import add_lora
-            add_lora(model, self.config.sft.lora_rank, self.config.sft.lora_alpha, lora_targets(self.config.sft))
+            add_lora(model, self.config.sft.lora_rank, self.config.sft.lora_alpha, lora_targets(self.config.sft),
+                     rows=[self.chat.im_start, self.chat.im_end])
         return model
 
     def setup(self) -> None:

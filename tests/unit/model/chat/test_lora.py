@@ -14,17 +14,20 @@ def test_merged_weights_compute_the_adapted_model(name):
     config = GPTConfig.from_name(name, block_size=16, vocab_size=256)
     model = build_model(config).eval()
     ids = torch.randint(0, 256, (2, 16))
+    ids[:, 3] = 254  # a marker in the input: its embedding's delta counts
     before = model(ids)[0]
-    chosen = add_lora(model, 4, 8.0, ["attention", "mlp"])
+    chosen = add_lora(model, 4, 8.0, ["attention", "mlp"], rows=[254, 255])  # as the chat markers' ids
     assert torch.equal(model(ids)[0], before)  # B = 0: the adapted model starts as the base
     assert all(".attn." in n or ".self_attn." in n or ".mlp." in n for n in chosen) and len(chosen) == (
         4 if name == "tiny" else 7) * config.n_layer
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.endswith((".lora_A", ".lora_B")) for n in trainable)  # everything else frozen
+    # everything else frozen; the markers' rows of the embedding (and of an untied head) get a trainable delta
+    assert trainable and all(n.endswith((".lora_A", ".lora_B", ".row_delta")) for n in trainable)
+    assert sum(n.endswith(".row_delta") for n in trainable) == (1 if config.tied else 2)
     assert model.param_groups(0.1) and all(g["params"] for g in model.param_groups(0.1))
     with torch.no_grad():
         for n, p in model.named_parameters():
-            if n.endswith(".lora_B"):
+            if n.endswith((".lora_B", ".row_delta")):
                 p.normal_(std=0.02)  # as after some training
     adapted = model(ids)[0]
     assert not torch.allclose(adapted, before)
