@@ -47,7 +47,8 @@ def to_messages(record, where: str, form: str = "auto") -> list:
         turns = []
         for index, turn in enumerate(record["conversations"]):
             if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:
-                raise InputError(f"{where}: conversations[{index}]: role {short(turn.get('from') if isinstance(turn, dict) else turn)} "
+                role = turn.get("from") if isinstance(turn, dict) else turn
+                raise InputError(f"{where}: conversations[{index}]: role {short(role)} "
                                  f"is not one of {', '.join(SHAREGPT_ROLES)}")
             turns.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn.get("value")})
         return turns

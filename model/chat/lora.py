@@ -40,7 +40,8 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank))
         # a parameter (frozen) rather than a buffer: the consolidated weights hold every parameter, and so merge
-        self.lora_scale = nn.Parameter(torch.tensor([alpha / rank]), requires_grad=False)  # 1-D: DeepSpeed broadcasts bytes
+        # 1-D: DeepSpeed broadcasts every parameter as bytes, which a 0-D tensor cannot be viewed as
+        self.lora_scale = nn.Parameter(torch.tensor([alpha / rank]), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.lora_scale
