@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
-from gptstack.eval_data import SUITES, TASKS, resolve_tasks
+from gptstack.eval_data import SUITES, resolve_tasks
 
 EXAMPLES = """examples:
   gptstack eval --checkpoint runs/quickstart --suite quick --limit 200 --output runs/quickstart/eval

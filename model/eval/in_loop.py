@@ -3,9 +3,9 @@
 Logged to metrics.jsonl (and TensorBoard) as `eval/<task>` (each task's accuracy, its own normalisation) and
 `eval/<suite>_centered` (the mean centred accuracy, 0 = chance), plus its cost: `eval/suite_seconds` (this pass)
 and `eval/suite_share` (this pass's share of the run's wall time since the previous pass ended: training,
-validation and checkpoints included; 0 for the first pass, which has no previous one). The examples are read and checked when the
-trainer starts, before the run folder is touched; a first pass at the starting step is timed and reported in the
-plan line, and gives the curve its starting (chance) point. Every rank scores its share of the examples (the
+validation and checkpoints included; 0 for the first pass, which has no previous one). The examples are read and
+checked when the trainer starts, before the run folder is touched; a first pass at the starting step is timed and
+reported in the plan line, and gives the curve its starting (chance) point. Every rank scores its share of the examples (the
 numbers are summed across ranks), through the DeepSpeed engine so that every ZeRO stage works.
 """
 from __future__ import annotations

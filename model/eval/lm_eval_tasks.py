@@ -52,7 +52,7 @@ def task_yaml(task: str) -> str:
     files = [str(path) for path in task_files(task)]
     loader = "json" if spec.kind == "lm" else "arrow"
     lines = [f"task: gptstack_{task}", f"dataset_path: {loader}",
-             "dataset_kwargs:", f"  data_files:", f"    validation: {json.dumps(files)}",
+             "dataset_kwargs:", "  data_files:", f"    validation: {json.dumps(files)}",
              "validation_split: validation", "fewshot_split: validation", "fewshot_config:", "  sampler: first_n",
              f"num_fewshot: {spec.shots}",
              f"doc_to_text: !function gptstack_lm_eval.{task}_text",

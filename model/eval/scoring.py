@@ -40,7 +40,9 @@ class Decision:
 def _row(lm: EvalModel, context: str, continuation: str) -> tuple[tuple[int, ...], int]:
     context_ids, continuation_ids = encode_pair(lm, context, continuation)
     ids = (context_ids + continuation_ids)[-(lm.max_length + 1):]
-    return tuple(ids), len(continuation_ids)
+    # a continuation longer than the model's context is scored on its last max_length tokens (the first has no
+    # position left to be predicted from)
+    return tuple(ids), min(len(continuation_ids), len(ids) - 1)
 
 
 @torch.no_grad()

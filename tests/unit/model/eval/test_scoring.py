@@ -33,6 +33,13 @@ def test_long_contexts_keep_their_last_tokens(lm):
     assert len(ids) == lm.max_length + 1 and n == 1  # lm-eval's cut: max_length inputs + the last target
 
 
+def test_a_continuation_longer_than_the_context_window_is_scored_on_what_fits(lm):
+    ids, n = _row(lm, "Question", " word" * 100)
+    assert len(ids) == lm.max_length + 1 and n == lm.max_length
+    (ll, greedy), = score_rows(lm, [(ids, n)], batch_size=4)
+    assert ll < 0 and greedy is False
+
+
 def test_trailing_spaces_of_the_context_move_to_the_continuation(lm):
     assert encode_pair(lm, "The cat ", "sat") == encode_pair(lm, "The cat", " sat")
     context, continuation = encode_pair(lm, "", "Hello")
