@@ -2,6 +2,7 @@
 
     python bench/bench_fineweb2.py                       # ../shared/data/crawl/zh-web-A.warc.gz, Chinese
     python bench/bench_fineweb2.py --input crawl.warc.gz --language zh --repeats 3 --json out.json
+    python bench/bench_fineweb2.py --mix --replicas 3 --repeats 2   # the whole chain from WARC on a language mix
 
 1. Extraction, once, apart: the WARC reader and Trafilatura of the recipe (the same on both sides; it would hide
    the difference), timed in CPU seconds.
@@ -15,6 +16,9 @@
    chain (it is its own stage here; bench/bench_dedup.py measures it).
 3. Speed: CPU seconds of each chain (best of --repeats, each with fresh steps so no cache is carried over), the ratio,
    and documents per second per core for each step of the recipe (its datatrove step timings scaled to CPU time).
+
+--mix: instead, the whole chain from WARC (reader, URL filter, language gate, extraction, filters) on a mix of
+mostly non-Chinese pages with a few percent of Chinese ones, against datatrove's own chain (bench/fineweb2_mix.py).
 """
 import argparse
 import copy
@@ -106,7 +110,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_fineweb2"))
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--mix", action="store_true", help="the whole chain from WARC on a language mix (see above)")
+    parser.add_argument("--replicas", type=int, default=3, help="--mix: WARC files in the mix (default 3)")
+    parser.add_argument("--zh-share", type=float, default=0.05,
+                        help="--mix: share of zh-web-A's Chinese pages added to each file (default 0.05)")
     args = parser.parse_args(argv)
+    if args.mix:
+        from fineweb2_mix import bench_mix, print_mix
+
+        summary = bench_mix(args, args.input.parent, reference_chain, warm_up)
+        print_mix(summary)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        return summary
     recipe = load_recipe("fineweb2")
     documents, extraction_cpu, pages = extract(args.input, recipe, args.work)
     warm_up(args.language)

@@ -74,6 +74,7 @@ no oc pam pfl pl pms pt qu rm ro rue sc scn sco sh sk sl so sq su sv sw tk tl tr
 """.split())
 _COUNTERS = {script: re.compile(f"[{chars}]") for script, chars in SCRIPTS.items()}
 _KANA = re.compile(f"[{KANA}]")
+_REFERENCE = re.compile(r"&#(?:[xX]([0-9a-fA-F]{1,6})|([0-9]{1,7}))")
 
 
 def visible_text(page: str) -> str:
@@ -88,11 +89,22 @@ def count(script: str, text: str) -> int:
     return len(_COUNTERS[script].findall(text))
 
 
+def referenced_characters(page: str) -> str:
+    """The characters the page writes as numeric references (&#20013; &#x4E2D;), side by side."""
+    found = []
+    for hexadecimal, decimal in _REFERENCE.findall(page):
+        code = int(hexadecimal, 16) if hexadecimal else int(decimal)
+        if code <= 0x10FFFF:
+            found.append(chr(code))
+    return "".join(found)
+
+
 def has_at_least(script: str, text: str, n: int) -> bool:
     """Whether `text` holds n characters of `script` (stops at the n-th; a pure-ASCII text holds none)."""
     if text.isascii():
         return False
-    return sum(1 for _ in islice(_COUNTERS[script].finditer(text), n)) >= n
+    first = _COUNTERS[script].search(text)  # (most pages hold none: one scan in C)
+    return first is not None and sum(1 for _ in islice(_COUNTERS[script].finditer(text, first.start()), n)) >= n
 
 
 class GateRule:
@@ -119,9 +131,11 @@ class GateRule:
         if self.open:
             return True, "open"
         text = None  # the visible text, made once, only when needed
-        references = page.count("&#") >= MIN_SCRIPT_CHARS  # characters written as &#NNNN; (old sites)
-        for script in self.scripts:  # the raw HTML first: stripping only removes characters (but decodes &#...;)
-            if not references and not has_at_least(script, page, MIN_SCRIPT_CHARS):
+        # characters written as &#NNNN; (old sites) count too: the page's references, decoded apart (cheap)
+        referenced = referenced_characters(page) if page.count("&#") >= MIN_SCRIPT_CHARS else ""
+        for script in self.scripts:  # the raw HTML first: stripping only removes characters
+            if not has_at_least(script, page, MIN_SCRIPT_CHARS) and not (
+                    referenced and count(script, referenced) + count(script, page) >= MIN_SCRIPT_CHARS):
                 continue
             text = visible_text(page) if text is None else text
             if not has_at_least(script, text, MIN_SCRIPT_CHARS):
