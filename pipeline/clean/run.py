@@ -89,7 +89,10 @@ def clean(inputs: str, output: str, recipe: str | None = None, languages: list[s
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m pipeline.clean", description=__doc__.split("\n\n")[0],
                             epilog="examples:\n  python -m pipeline.clean --input crawl/news.warc.gz --output data/clean --limit 100\n"
-                                   "  python -m pipeline.clean --input 'crawl/*.warc.gz' --output data/clean-es --languages es\n\n"
+                                   "  python -m pipeline.clean --input 'crawl/*.warc.gz' --output data/clean-es --languages es\n"
+                                   "  python -m pipeline.clean --input crawl/ --output data/clean-zh --recipe fineweb2 "
+                                   "--languages zh --extractor resiliparse\n"
+                                   "    (the language gate is on by default there; DCLM's extractor)\n\n"
                                    + "\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--input", required=True,
                         help="WARC files (.warc, .warc.gz, .warc.zst), or .jsonl(.gz/.zst)/.parquet files of "
