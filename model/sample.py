@@ -15,6 +15,7 @@ import torch
 from gptstack.cli_args import ArgumentParser
 from gptstack.errors import GPTStackError, InputError, exit_with_error
 from gptstack.formats import seed_argument
+from model.chat.template import IM_END, IM_START, ChatFormat
 from model.checkpoint.weights import load_model, resolve_checkpoint
 from model.generate import MIN_TEMPERATURE, generate_stream
 from model.run_tokenizer import weights_tokenizer
@@ -94,16 +95,20 @@ def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     return device, DTYPES[dtype]
 
 
-def write_text_stream(tokens: Iterable[int], enc: tiktoken.Encoding, out: TextIO) -> None:
+def write_text_stream(tokens: Iterable[int], enc: tiktoken.Encoding, out: TextIO,
+                      markers: dict[int, str] | None = None) -> None:
     """Print tokens as text the moment they arrive.
 
     A GPT-2 token is a sequence of bytes that may end in the middle of a multi-byte UTF-8 character (Chinese
     characters and emoji often take two tokens): the incremental decoder holds such bytes back until the
-    character is complete, instead of printing a replacement sign for each half.
+    character is complete, instead of printing a replacement sign for each half. `markers` names the ids past the
+    BPE (a chat model's <|im_start|>/<|im_end|> on GPT-2), printed as their text.
     """
+    markers = markers or {}
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for token in tokens:
-        out.write(decoder.decode(enc.decode_single_token_bytes(token)))
+        piece = enc.decode_single_token_bytes(token) if token < enc.n_vocab else markers.get(token, "").encode()
+        out.write(decoder.decode(piece))
         out.flush()
     out.write(decoder.decode(b"", final=True))
 
@@ -123,7 +128,9 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint, device=device).to(dtype)
     tokenizer = weights_tokenizer(resolve_checkpoint(args.checkpoint))  # the copy the checkpoint holds, or gpt2
     enc = tokenizer.encoding
-    if model.config.vocab_size != enc.n_vocab:
+    # A GPT-2 model fine-tuned for chat (gptstack sft) has two more ids than the BPE: <|im_start|> and <|im_end|>.
+    chat_format = ChatFormat.for_tokenizer(tokenizer)
+    if model.config.vocab_size not in (enc.n_vocab, chat_format.vocab_size):
         raise InputError(f"checkpoint {args.checkpoint}: the model has vocab_size={model.config.vocab_size} but its "
                          f"tokenizer {tokenizer} has {enc.n_vocab} tokens; it was not trained with this tokenizer")
     prompt = enc.encode(args.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
@@ -142,7 +149,8 @@ def run(args: argparse.Namespace) -> None:
                                  use_kv_cache=not args.no_kv_cache, generator=generator)
         generated: list[int] = []
         stop_at = -1 if args.through_eot else enc.eot_token  # -1: no token has it, so nothing stops the stream
-        write_text_stream(until_end_of_text((int(token) for token in tokens), stop_at, generated), enc, out)
+        write_text_stream(until_end_of_text((int(token) for token in tokens), stop_at, generated), enc, out,
+                          markers={chat_format.im_start: IM_START, chat_format.im_end: IM_END})
         out.write("\n")
         seconds = time.perf_counter() - start
         stopped = " (stopped at end-of-text; --through-eot goes on)" if len(generated) < args.max_new_tokens else ""

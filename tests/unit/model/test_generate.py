@@ -120,6 +120,15 @@ def test_streamed_text_decodes_multibyte_characters_split_across_tokens():
     assert out.getvalue() == text
 
 
+def test_streamed_text_names_a_chat_models_markers_past_the_bpe():
+    # a GPT-2 model fine-tuned for chat samples ids 50257/50258, which tiktoken's gpt2 encoding cannot decode
+    enc = get_tokenizer("gpt2").encoding
+    tokens = [enc.n_vocab, *enc.encode("assistant\n你好"), enc.n_vocab + 1]
+    out = io.StringIO()
+    write_text_stream(tokens, enc, out, markers={enc.n_vocab: "<|im_start|>", enc.n_vocab + 1: "<|im_end|>"})
+    assert out.getvalue() == "<|im_start|>assistant\n你好<|im_end|>"
+
+
 def _is_complete_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
