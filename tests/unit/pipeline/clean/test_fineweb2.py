@@ -67,7 +67,7 @@ def test_cjk_pages_decode_through_their_supersets():
 
 def test_per_language_dedup_builds_only_the_tokenizers_of_languages_it_meets(tmp_path, monkeypatch):
     """Korean's word tokenizer needs kiwipiepy, an optional extra: a Chinese run must not ask for it."""
-    import pipeline.dedup as dedup
+    import pipeline.dedup.stages as dedup
 
     built = []
     real = dedup.word_tokenizer
