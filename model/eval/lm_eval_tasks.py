@@ -53,8 +53,11 @@ def task_yaml(task: str) -> str:
     loader = "json" if spec.kind == "lm" else "arrow"
     lines = [f"task: gptstack_{task}", f"dataset_path: {loader}",
              "dataset_kwargs:", "  data_files:", f"    validation: {json.dumps(files)}",
-             "validation_split: validation", "fewshot_split: validation", "fewshot_config:", "  sampler: first_n",
-             f"num_fewshot: {spec.shots}",
+             # test_split (not validation_split): lm-eval leaves the question itself out of its few-shot examples
+             # only when the few-shot split is the test split
+             "test_split: validation", "fewshot_split: validation", "fewshot_config:", "  sampler: first_n",
+             # only a nonzero default: lm-eval ignores --num_fewshot for a task whose yaml says 0
+             *([f"num_fewshot: {spec.shots}"] if spec.shots else []),
              f"doc_to_text: !function gptstack_lm_eval.{task}_text",
              f"doc_to_target: !function gptstack_lm_eval.{task}_target", 'target_delimiter: " "',
              'fewshot_delimiter: "\\n\\n"']

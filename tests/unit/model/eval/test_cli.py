@@ -27,5 +27,8 @@ def test_lm_eval_task_yamls_are_written(tmp_path, capsys):
     main(["--write-lm-eval-tasks", str(tmp_path), "--suite", "winogrande,lambada"])
     winogrande = (tmp_path / "gptstack_winogrande.yaml").read_text()
     assert "winogrande_xl/validation/data-00000-of-00001.arrow" in winogrande and "multiple_choice" in winogrande
+    # the few-shot rule of gptstack.eval_data.fewshot_prefix: lm-eval leaves the question out only from a test split,
+    # and ignores --num_fewshot where the yaml says 0
+    assert "test_split: validation" in winogrande and "num_fewshot" not in winogrande
     assert "output_type: loglikelihood" in (tmp_path / "gptstack_lambada.yaml").read_text()
     assert (tmp_path / "gptstack_lm_eval.py").is_file()
