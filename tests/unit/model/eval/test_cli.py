@@ -32,3 +32,15 @@ def test_lm_eval_task_yamls_are_written(tmp_path, capsys):
     assert "test_split: validation" in winogrande and "num_fewshot" not in winogrande
     assert "output_type: loglikelihood" in (tmp_path / "gptstack_lambada.yaml").read_text()
     assert (tmp_path / "gptstack_lm_eval.py").is_file()
+
+
+def test_plot_run_reads_a_logged_metric_over_tokens(tmp_path):
+    import json
+    lines = [{"step": 1, "loss": 9.0, "tokens": 2048}, {"step": 2, "loss": 8.0, "tokens": 4096},
+             {"step": 2, "val_loss": 8.5, "eval/hellaswag": 0.26}, {"step": 4, "loss": 7.0, "tokens": 8192},
+             {"step": 4, "val_loss": 7.5, "eval/hellaswag": 0.27}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"step": 5, "lo')
+    main(["--plot-run", str(tmp_path), "--metric", "eval/hellaswag", "--output", str(tmp_path / "out")])
+    points = json.loads((tmp_path / "out" / "plot_eval_hellaswag.json").read_text())["points"]
+    assert points == [{"step": 2, "tokens": 4096, "value": 0.26}, {"step": 4, "tokens": 8192, "value": 0.27}]
+    assert (tmp_path / "out" / "plot_eval_hellaswag.png").stat().st_size > 1000  # the torn last line is skipped
