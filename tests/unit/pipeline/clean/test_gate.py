@@ -8,7 +8,8 @@ from datatrove.data import Document
 
 from pipeline.clean import build_cleaning_steps, load_recipe
 from pipeline.clean.chain import cleaning_options
-from pipeline.clean.gate import MIN_SCRIPT_CHARS, GateRule, LanguageGate, visible_text
+from pipeline.clean.gate import (MIN_SCRIPT_CHARS, SCRIPTS, GateRule, LanguageGate, code_ranges, count,
+                                 visible_text)
 from pipeline.read.charsets import decode_page
 from tests.support.fineweb2 import ARTICLE_URL, read_records
 
@@ -82,6 +83,23 @@ def test_japanese_cyrillic_and_latin_pages(shared_data):
     assert GateRule(["es"]).check(russian) == (False, "gate_lid")
     assert GateRule(["es"]).check("<p>hola</p>") == (True, "short")  # too little text to judge: kept
     assert GateRule(["xx_unknown"]).open and GateRule(None).open  # nothing known: the gate lets all through
+
+
+def test_the_byte_bound_never_undercounts_and_decides_at_the_threshold(shared_data):
+    # the cheap first look (UTF-8 lead bytes) must bound every script's count from above, or a page would be lost
+    text = page(shared_data, ARTICLE_URL, "zh-web-A.warc.gz") + page(shared_data, RUSSIAN) + page(shared_data, JAPANESE)
+    text += "".join(chr(c) for chars in SCRIPTS.values() for ends in code_ranges(chars) for c in ends)  # each edge
+    every = GateRule(["zh", "ja", "ko", "ru", "ar", "el", "he", "th", "hi", "ka", "hy", "am"])
+    for script in every.scripts:
+        assert every.bound(script, text.encode())[0] >= count(script, text) > 0, script
+    assert every.leads.keys() <= SCRIPTS.keys()
+    rule = GateRule(["zh"])
+    assert rule.bound("han", "&#20013; #&".encode()) == (0, 1)  # every "&#" counted (an upper bound too)
+    for n, expected in ((MIN_SCRIPT_CHARS - 1, False), (MIN_SCRIPT_CHARS, True)):
+        assert rule.check("<p>" + "中" * n + "</p>")[0] is expected
+        # characters and references together (references count on pages with MIN_SCRIPT_CHARS of them)
+        assert rule.check("<p>" + "中" * (n - 1) + "&#20013;" + "&#65;" * MIN_SCRIPT_CHARS + "</p>")[0] is expected
+        assert rule.check("<p>" + "&#x4E2D;" * n + "&amp;" * 30 + "</p>")[0] is expected
 
 
 def test_visible_text_is_a_crude_strip():
