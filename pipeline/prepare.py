@@ -54,6 +54,7 @@ from pipeline.tokenizer.plan import (manifest_tokenizer, plan_tokenizer, tokeniz
 from pipeline.tokens.pack import pack_shards
 from pipeline.tokens.shuffle import shuffle_stages
 from pipeline.tokens.tokenize_step import TokenizeToStream
+from pipeline.tokens.val_source import VAL_TOKENS_FOLDER, val_stage, val_subset_readers
 
 FILTER_STAGE = "filter"  # the recipe's steps after dedup (a recipe whose `dedup.after` names a step)
 COMPANIONS = ("rejected", "logs", "cleaning", DUPLICATES_FOLDER, COPY_DIR)  # committed beside the shards
@@ -117,6 +118,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     if not tokenizer.trains:
         tokenizer.tokenizer.check_fits_uint16()
     readers = corpus_readers(args.corpus, options, str(work / "rejected"))  # checks the inputs
+    val_readers = val_subset_readers(args.corpus, args.val_subset, options, args.val_tokens,  # --val-subset
+                                     str(work / "rejected" / "val-subset")) if args.val_subset else None
     recipe, languages = recipe_for(args.recipe, args.corpus), parse_languages(args.languages)
     html_input = configure_html_readers(readers, recipe)  # the recipe's `warc:` options
     cleaning_plan = build_cleaning_steps(recipe, str(work / "cleaning"), languages, html_input,
@@ -158,6 +161,9 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         before_tokenize = run_stages(stages[:-1], work, executors.run_stage, restart=args.restart)
         tokenize.tokenizer = train_on_shuffled(tokenizer, work, counts.tasks)
     stages[-1].config.update(tokenizer_fingerprint(tokenizer))  # a changed folder is tokenized again
+    if val_readers:  # the held-out split, tokenized by a stage of its own (pipeline/tokens/val_source.py)
+        stages.append(val_stage(val_readers, tokenize.tokenizer, work, tokenize.threads, args.val_subset,
+                                {"tokenizer": tokenizer.spec, **tokenizer_fingerprint(tokenizer)}))
     runs = {**run_stages(stages, work, executors.run_stage, restart=args.restart), **before_tokenize}
     if any(run.status == "submitted" for run in runs.values()):  # Slurm: the last job writes the shards
         return report_submitted(executors, argv)
@@ -179,7 +185,7 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
     with tqdm(total=folder_bytes(work / "tokens", "*.tokens*") // 2 or None, unit="tok", unit_scale=True,
               desc="write shards") as bar:
         shards = pack_shards(work / "tokens", counts.tasks, work / "staged", args.val_tokens, args.shard_tokens,
-                             progress=bar.update)
+                             progress=bar.update, val_stream_folder=work / VAL_TOKENS_FOLDER if val_readers else None)
     if not shards:
         kept_none = f" or the cleaning recipe kept none (see {work / 'cleaning' / 'report.md'})" if cleaned else ""
         raise InputError(f"no document could be read from --corpus {args.corpus}"
@@ -192,6 +198,8 @@ def prepare(args: argparse.Namespace, argv: list[str], held: contextlib.ExitStac
         shards, tokenizer.label, **tokenizer_sizes, skipped=count_skipped(work / "rejected"),
         corpus=args.corpus, source={k: v for k, v in vars(options).items() if v is not None},
         shard_tokens=args.shard_tokens, val_tokens_requested=args.val_tokens,
+        **({"validation": {"subset": args.val_subset, "read": "whole documents in order, up to --val-tokens"}}
+           if val_readers else {}),
         **provenance(shlex.join(["python", "-m", "pipeline.prepare", *argv])),
         tokenize_seconds=round(runs["tokenize"].seconds, 2), resumed=any(run.status != "ran" for run in runs.values()),
         **({"cleaning": cleaning_summary} if cleaned else {}), dedup=dedup_report(dedup, work / "dedup"),

@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                "  python -m pipeline.prepare                              # the offline sample corpus\n"
                "  python -m pipeline.prepare --corpus fineweb-edu --subset sample-10BT --workers 16\n"
                "  python -m pipeline.prepare --corpus fineweb-2 --subset cmn_Hani --rehydrate --tokenizer tok/zh\n"
+               "  python -m pipeline.prepare --corpus fineweb-2 --subset cmn_Hani --val-subset cmn_Hani/test\n"
                "  python -m pipeline.prepare --input 'my_data/*.jsonl.gz' --output data/mine\n"
                "  python -m pipeline.prepare --corpus fineweb --executor ray --ray-address auto   # on a Ray cluster\n"
                "  python -m pipeline.prepare --corpus fineweb --executor slurm --partition cpu --time 4:00:00\n"
@@ -58,6 +59,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"start of the shuffled corpus, but never more than {VAL_MAX_FRACTION * 100:.0f}%% of the "
                              "corpus so a small corpus still trains on most of its text; 0 = no validation shard "
                              "(default: 10,000,000)")
+    parser.add_argument("--val-subset", metavar="SUBSET",
+                        help="cut val_000000.bin from this held-out split of the corpus instead (whole documents, up "
+                             "to --val-tokens, no cap), and train on every document of --subset: --corpus fineweb-2 "
+                             "--subset cmn_Hani --val-subset cmn_Hani/test (pipeline/tokens/val_source.py)")
     parser.add_argument("--workers", type=int, default=None,
                         help="tasks running at the same time (default: this machine's CPUs; with --executor ray the "
                              "cluster's CPUs / --cpus-per-task; with slurm no limit)")

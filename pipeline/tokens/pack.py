@@ -80,27 +80,44 @@ def val_split(doc_ends: np.ndarray, val_tokens: int) -> tuple[int, int]:
     return start, int(doc_ends[last])
 
 
-def pack_shards(stream_folder, tasks: int, out_folder, val_tokens: int, shard_tokens: int, progress=None) -> list[dict]:
+def held_out_split(doc_ends: np.ndarray, val_tokens: int) -> int:
+    """The end of the validation split taken from a held-out stream (--val-subset): whole documents up to
+    `val_tokens` tokens, at least one; no cap, since nothing of it would have trained."""
+    if not len(doc_ends) or val_tokens <= 0:
+        return 0
+    return int(doc_ends[max(int(np.searchsorted(doc_ends, val_tokens, side="right")) - 1, 0)])
+
+
+def pack_shards(stream_folder, tasks: int, out_folder, val_tokens: int, shard_tokens: int, progress=None,
+                val_stream_folder=None) -> list[dict]:
     """Write the shards into `out_folder` and return their manifest entries (file, split, tokens, documents, sha256).
 
-    `progress(tokens)` is called after each shard, for a progress bar.
+    `progress(tokens)` is called after each shard, for a progress bar. `val_stream_folder`: a one-task stream of
+    held-out documents (pipeline/tokens/val_source.py) that the validation shard is cut from instead; the whole
+    stream then trains.
     """
     stream = TokenStream(stream_folder, tasks)
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
-    val_start, val_end = val_split(stream.doc_ends, val_tokens)
+    if val_stream_folder is None:
+        val_stream = stream
+        val_start, val_end = val_split(stream.doc_ends, val_tokens)
+    else:
+        val_stream = TokenStream(val_stream_folder, 1)
+        val_start, val_end = 0, held_out_split(val_stream.doc_ends, val_tokens)
     # train: the stream without the validation split, in stream order, cut into shard_tokens pieces
-    train = [(lo, hi) for lo, hi in ((0, val_start), (val_end, len(stream))) if lo < hi]
+    cut = (val_start, val_end) if val_stream is stream else (0, 0)
+    train = [(lo, hi) for lo, hi in ((0, cut[0]), (cut[1], len(stream))) if lo < hi]
     train_tokens = sum(hi - lo for lo, hi in train)
-    bounds = [("val", [(val_start, val_end)])] if val_end > val_start else []
-    bounds += [("train", ranges_of(train, start, min(start + shard_tokens, train_tokens)))
+    bounds = [("val", val_stream, [(val_start, val_end)])] if val_end > val_start else []
+    bounds += [("train", stream, ranges_of(train, start, min(start + shard_tokens, train_tokens)))
                for start in range(0, train_tokens, shard_tokens)]
     entries = []
-    for index, (split, ranges) in enumerate(bounds, start=0 if val_end > val_start else 1):
+    for index, (split, source, ranges) in enumerate(bounds, start=0 if val_end > val_start else 1):
         name = shard_name(split, index)
-        digest = write_shard(out_folder / name, [chunk for lo, hi in ranges for chunk in stream.chunks(lo, hi)])
+        digest = write_shard(out_folder / name, [chunk for lo, hi in ranges for chunk in source.chunks(lo, hi)])
         tokens = sum(hi - lo for lo, hi in ranges)
-        entries.append(shard_entry(name, split, tokens, sum(stream.documents_ending_in(lo, hi) for lo, hi in ranges),
+        entries.append(shard_entry(name, split, tokens, sum(source.documents_ending_in(lo, hi) for lo, hi in ranges),
                                    digest))
         if progress:
             progress(tokens)
