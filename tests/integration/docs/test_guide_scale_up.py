@@ -60,12 +60,17 @@ def test_guides_scale_up_commands_run(tmp_path):
     result = subprocess.run(["bash", "-c", f"set -euo pipefail\n{FAKE_DOWNLOAD}\n{script}"], cwd=root, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # only the first train file matches 000_0000*: the second (001_00000) and the test split were not downloaded
-    assert sorted(p.name for p in (root / "downloads" / "fineweb-2").rglob("*.parquet")) == ["000_00000.parquet"]
+    # only the first train file matches 000_0000*: the second (001_00000) was not downloaded; the test split was
+    assert sorted(str(p.relative_to(root / "downloads" / "fineweb-2"))
+                  for p in (root / "downloads" / "fineweb-2").rglob("*.parquet")) == [
+        "data/cmn_Hani/test/000_00000.parquet", "data/cmn_Hani/train/000_00000.parquet"]
     zh_manifest, en_manifest = read_manifest(root / "data" / "zh-web"), read_manifest(root / "data" / "en-edu")
     assert zh_manifest["tokenizer"] == en_manifest["tokenizer"] and zh_manifest["vocab_size"] == 600
     rehydration = zh_manifest["rehydration"]  # sizes 1,2,3,4,5,150,2000,1,1,1,1,2,3,4,5: 26 + 14 copies
     assert (rehydration["documents_before"], rehydration["documents_after"]) == (15, 40)  # 000_00000's 15
-    assert rehydration["tokens_after"] + rehydration["documents_after"] == zh_manifest["totals"]["tokens"]
+    train_tokens = sum(s["tokens"] for s in zh_manifest["shards"] if s["split"] == "train")
+    assert rehydration["tokens_after"] + rehydration["documents_after"] == train_tokens  # validation cut nothing
+    val = [s for s in zh_manifest["shards"] if s["split"] == "val"]  # --val-subset: the test split's 10 documents
+    assert [s["documents"] for s in val] == [10] and zh_manifest["validation"]["subset"] == "cmn_Hani/test"
     assert "rehydration (FineWeb-2's weights): 15 -> 40 documents" in result.stdout
     assert (root / "runs" / "scale-up" / "metrics.jsonl").read_text().count('"val_loss.zh"') >= 1
