@@ -38,8 +38,7 @@ from model.checkpoint import weights
 from model.config import ConfigError
 from model.run_tokenizer import check_resume_tokenizer, weights_tokenizer
 from model.sft_config import SFTConfig, lora_targets, model_values, resolve_sft_config
-from model.train import (RUN_FOLDER_SIGNS, RUN_LOCK, RUN_WRITES, EXIT_STOPPED_ON_REQUEST, Trainer,
-                         check_output_folder, stop_on_signals)
+from model.train import RUN_FOLDER_SIGNS, RUN_LOCK, RUN_WRITES, Trainer, check_output_folder, train_to_the_end
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -228,22 +227,12 @@ def main(argv=None) -> int:
         config = resolve_sft_config(args.config, args.overrides, {k: v for k, v in flags.items() if v is not None},
                                     base_model_values)
         dist_env = resolve_dist_env()
-        trainer = SFTTrainer(config, dist_env, args.resume, args.force)
-        stop_on_signals(trainer)
-        if trainer.finished:
-            if trainer.is_main:
-                print(f"{trainer.resume_from} is at step {trainer.resume_state['step']} >= train.max_steps="
-                      f"{config.train.max_steps}: nothing to train (raise --max-steps to continue)")
-            return 0
-        trainer.setup()
-        step = trainer.fit()
-        trainer.close()
+        return train_to_the_end(SFTTrainer(config, dist_env, args.resume, args.force))
     except GPTStackError as error:
         exit_with_error(error)
     except Exception:
         stop_if_launcher_gone()
         raise
-    return EXIT_STOPPED_ON_REQUEST if step < config.train.max_steps else 0
 
 
 if __name__ == "__main__":

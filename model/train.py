@@ -380,22 +380,28 @@ def main(argv=None) -> int:
             if dist_env.is_main:
                 print(describe(config, dist_env.world_size), end="")
             return 0
-        trainer = Trainer(config, dist_env, args.resume, args.force)
-        stop_on_signals(trainer)
-        if trainer.finished:
-            if trainer.is_main:
-                print(f"{trainer.resume_from} is at step {trainer.resume_state['step']} >= train.max_steps="
-                      f"{config.train.max_steps}: nothing to train (raise --max-steps to continue)")
-            return 0
-        trainer.setup()
-        step = trainer.fit()
-        trainer.close()
+        return train_to_the_end(Trainer(config, dist_env, args.resume, args.force))
     except GPTStackError as error:
         exit_with_error(error)
     except Exception:
         stop_if_launcher_gone()  # a peer that stopped because the launcher died: say that, not the collective's error
         raise
-    return EXIT_STOPPED_ON_REQUEST if step < config.train.max_steps else 0
+
+
+def train_to_the_end(trainer: Trainer) -> int:
+    """Train until train.max_steps or a stop request (0, or EXIT_STOPPED_ON_REQUEST for the job script to requeue);
+    a run already at max_steps says so and trains nothing. model.sft runs its trainer the same way."""
+    stop_on_signals(trainer)
+    max_steps = trainer.config.train.max_steps
+    if trainer.finished:
+        if trainer.is_main:
+            print(f"{trainer.resume_from} is at step {trainer.resume_state['step']} >= train.max_steps={max_steps}: "
+                  "nothing to train (raise --max-steps to continue)")
+        return 0
+    trainer.setup()
+    step = trainer.fit()
+    trainer.close()
+    return EXIT_STOPPED_ON_REQUEST if step < max_steps else 0
 
 
 if __name__ == "__main__":

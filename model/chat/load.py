@@ -2,28 +2,16 @@
 Hugging Face export (`model.convert --to-hf`), with its tokenizer and chat format, as a ChatEngine."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from gptstack.errors import InputError
 from model.chat.session import ChatEngine
 from model.chat.template import ChatFormat
-from model.checkpoint.layout import CheckpointError
+from model.checkpoint.layout import CheckpointError, is_hf_export
 from model.checkpoint.weights import load_model, resolve_checkpoint
 from model.run_tokenizer import weights_tokenizer
 from model.sample import pick_device_dtype
 from pipeline.tokenizer import get_tokenizer
-
-
-def is_hf_export(path: Path) -> bool:
-    """A transformers folder (config.json names a model_type); ours never does."""
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return "model_type" in json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # load_model reports what is wrong with it
 
 
 def load_chat(path: str | Path, device: str = "auto", dtype: str = "auto", seed: int = 1337):

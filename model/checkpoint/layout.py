@@ -64,6 +64,17 @@ def holds_weights(path: Path) -> bool:
     return step_number(path) is not None and (path / MODEL_DIR / WEIGHTS_FILE).is_file()
 
 
+def is_hf_export(path: Path) -> bool:
+    """A transformers folder (its config.json names a model_type); our checkpoints' never does."""
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # the loader then says what is wrong with the folder
+
+
 def is_complete(path: Path) -> bool:
     """A committed checkpoint holding everything written before the commit (enough to resume training)."""
     return holds_weights(path) and (path / STATE_FILE).is_file() and (path / DEEPSPEED_TAG).is_dir()

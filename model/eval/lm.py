@@ -9,13 +9,12 @@ Context/continuation pairs are split into tokens the way lm-eval does (`encode_p
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from gptstack.errors import InputError
-from model.checkpoint.layout import CheckpointError
+from model.checkpoint.layout import CheckpointError, is_hf_export
 
 
 class EvalModel:
@@ -94,23 +93,13 @@ class HFModel(EvalModel):
         return self.model(idx).logits
 
 
-def is_hf_folder(path: Path) -> bool:
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return "model_type" in json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-
-
 def load_eval_model(path: str | Path, device: str | torch.device | None = None) -> EvalModel:
     """A run/checkpoint/weights folder of ours or a Hugging Face folder; one-line error if it holds no weights."""
     from model.checkpoint.weights import load_model, resolve_checkpoint
     from model.run_tokenizer import weights_tokenizer
     path = Path(path)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if is_hf_folder(path):
+    if is_hf_export(path):
         return HFModel(path, device)
     try:
         folder = resolve_checkpoint(path)
