@@ -28,8 +28,6 @@ from cluster.env import resolve_dist_env
 from cluster.lifeline import stop_if_launcher_gone, watch_launcher
 from gptstack.cli_args import ArgumentParser, add_force_argument
 from gptstack.errors import GPTStackError, InputError, exit_with_error
-from gptstack.folder_lock import FolderLock, describe_takeover
-from gptstack.output_folder import claim_output_folder
 from model import checkpoint as ckpt
 from model.build import count_parameters
 from model.chat.data import RowBatches, build_rows, encode_all, fingerprint
@@ -38,7 +36,7 @@ from model.checkpoint import weights
 from model.config import ConfigError
 from model.run_tokenizer import check_resume_tokenizer, weights_tokenizer
 from model.sft_config import SFTConfig, lora_targets, model_values, resolve_sft_config
-from model.train import RUN_FOLDER_SIGNS, RUN_LOCK, RUN_WRITES, Trainer, check_output_folder, train_to_the_end
+from model.train import Trainer, check_output_folder, train_to_the_end
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -134,13 +132,7 @@ class SFTTrainer(Trainer):
         self.train_batches, self.data_fingerprint = self.data.train, self.data.fingerprint
         self.hellaswag = self.suite = None  # pretraining's benchmarks (HellaSwag, eval.suite): not run here
         if self.is_main:  # the output-folder rule and the lock, as model.train
-            claim_output_folder(self.run_dir, "model.sft", self.force, "--run-dir", RUN_WRITES,
-                                legacy=lambda path: any((path / name).exists() for name in RUN_FOLDER_SIGNS)
-                                ).record(RUN_WRITES)
-            self.lock = FolderLock(self.run_dir / RUN_LOCK, self.run_dir, "trainer", hint="or give another --run-dir")
-            if self.lock.acquire().took_over:
-                print(describe_takeover(self.lock.took_over), flush=True)
-            ckpt.remove_unfinished_saves(self.run_dir)
+            self.claim_run_folder("model.sft")
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir, say=print if self.is_main else None)
         self.resume_state = None
         if self.resume_from is not None:

@@ -136,17 +136,8 @@ class Trainer:
         from model.eval.in_loop import in_loop_suite  # eval.suite: its examples read and checked here too
         self.suite = in_loop_suite(c.eval, self.tokenizer.encoding, self.gpt_config.block_size)
         if self.is_main:
-            # One trainer per run folder (gptstack/folder_lock.py); under it, unfinished saves go before anything
-            # counts the folder's checkpoints or free space.
             check_writable_dir(self.run_dir, "run folder", ConfigError)
-            # the output-folder rule (gptstack/output_folder.py): a run folder, a new or empty one, or --force
-            claim_output_folder(self.run_dir, "model.train", self.force, "--run-dir", RUN_WRITES,
-                                legacy=lambda path: any((path / name).exists() for name in RUN_FOLDER_SIGNS)
-                                ).record(RUN_WRITES)  # all of them before the first is written
-            self.lock = FolderLock(self.run_dir / RUN_LOCK, self.run_dir, "trainer", hint="or give another --run-dir")
-            if self.lock.acquire().took_over:
-                print(describe_takeover(self.lock.took_over), flush=True)
-            ckpt.remove_unfinished_saves(self.run_dir)
+            self.claim_run_folder("model.train")  # one trainer per run folder (gptstack/folder_lock.py)
         self.resume_from = ckpt.resolve_resume(resume, self.run_dir, say=print if self.is_main else None)
         self.resume_state = None
         if self.resume_from is not None:
@@ -169,6 +160,17 @@ class Trainer:
         check_output_folder(self.run_dir, ckpt.estimated_checkpoint_bytes(parameters), c.checkpoint.keep_last)
 
     # ---- set-up -----------------------------------------------------------------------------------------------
+    def claim_run_folder(self, command: str) -> None:
+        """The output-folder rule (gptstack/output_folder.py: a run folder, a new or empty one, or --force), then the
+        one-trainer lock; under it, unfinished saves go before anything counts the checkpoints or free space."""
+        claim_output_folder(self.run_dir, command, self.force, "--run-dir", RUN_WRITES,
+                            legacy=lambda path: any((path / name).exists() for name in RUN_FOLDER_SIGNS)
+                            ).record(RUN_WRITES)  # all of them before the first is written
+        self.lock = FolderLock(self.run_dir / RUN_LOCK, self.run_dir, "trainer", hint="or give another --run-dir")
+        if self.lock.acquire().took_over:
+            print(describe_takeover(self.lock.took_over), flush=True)
+        ckpt.remove_unfinished_saves(self.run_dir)
+
     def setup(self) -> None:
         c, env = self.config, self.env
         init_distributed(env)

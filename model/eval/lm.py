@@ -9,6 +9,7 @@ Context/continuation pairs are split into tokens the way lm-eval does (`encode_p
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -17,19 +18,22 @@ from gptstack.errors import InputError
 from model.checkpoint.layout import CheckpointError, is_hf_export
 
 
-class EvalModel:
-    """encode(text) -> ids; logits(ids (B, T)) -> (B, T, V) float; max_length; eot (the id an empty context gets)."""
+class EvalModel(ABC):
+    """What the scorer needs of a model, ours or a transformers one: max_length; eot (the id an empty context
+    gets)."""
 
     name: str
     max_length: int
     eot: int
     device: torch.device
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """The ids of `text`, special-token text as plain text."""
 
+    @abstractmethod
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, T) ids -> (B, T, V) float logits."""
 
     def logits_at(self, idx: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """(K, V) logits of positions (rows[k], columns[k]) only: the ones a continuation is scored at."""
